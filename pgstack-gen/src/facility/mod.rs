@@ -1,0 +1,139 @@
+//! Spec facilities -> the physical schema they need and the accessor modules they get.
+//!
+//! One module per facility kind, named as in the spec. Each turns its part of the validated
+//! spec into [`Schema`] objects (tables, indexes, helper functions) and renders its accessor
+//! module. Nothing here touches the disk or a database.
+
+mod document;
+mod kv;
+
+use pgstack_spec::Spec;
+use serde::Serialize;
+
+use crate::error::GenError;
+use crate::schema::{Column, Schema, Table};
+use crate::templates;
+
+/// The schema every facility of `spec` needs, in one PostgreSQL schema.
+pub fn desired_schema(spec: &Spec) -> Result<Schema, GenError> {
+    let mut schema = Schema::new(&spec.project.schema);
+    for kv in &spec.kv {
+        kv::add_objects(kv, &mut schema);
+    }
+    for document in &spec.documents {
+        document::add_objects(document, &mut schema)?;
+    }
+    Ok(schema)
+}
+
+/// A generated accessor module: its file name inside `accessors_dir` and its contents.
+pub struct Module {
+    pub name: String,
+    pub contents: String,
+}
+
+/// Every accessor module of `spec`, plus `mod.rs`, formatted.
+pub fn accessor_modules(spec: &Spec, spec_file: &str) -> Result<Vec<Module>, GenError> {
+    let schema = desired_schema(spec)?;
+    let header = templates::header(spec_file);
+    let mut modules = Vec::new();
+    for kv in &spec.kv {
+        let source = kv::render(kv, spec, &schema, spec_file)?;
+        modules.push(Module {
+            name: format!("{}.rs", kv.name),
+            contents: templates::format_rust(&kv.name, &source, &header)?,
+        });
+    }
+    for document in &spec.documents {
+        let source = document::render(document, spec, &schema, spec_file)?;
+        modules.push(Module {
+            name: format!("{}.rs", document.name),
+            contents: templates::format_rust(&document.name, &source, &header)?,
+        });
+    }
+    let mut names: Vec<&str> = spec.facilities().map(|f| f.name()).collect();
+    names.sort();
+    #[derive(Serialize)]
+    struct ModCtx<'a> {
+        spec_file: &'a str,
+        modules: Vec<&'a str>,
+    }
+    let source = templates::render(
+        "rust/accessors_mod.rs",
+        &ModCtx {
+            spec_file,
+            modules: names,
+        },
+    )?;
+    modules.push(Module {
+        name: "mod.rs".to_string(),
+        contents: templates::format_rust("mod.rs", &source, &header)?,
+    });
+    modules.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(modules)
+}
+
+/// What the `rust/entity.rs` template needs to write a SeaORM entity for a table.
+#[derive(Serialize)]
+pub(crate) struct EntityCtx {
+    table: String,
+    note: Option<String>,
+    fields: Vec<EntityField>,
+}
+
+#[derive(Serialize)]
+struct EntityField {
+    name: String,
+    rust_type: String,
+    attrs: String,
+}
+
+impl EntityCtx {
+    pub(crate) fn new(table: &Table, note: Option<&str>) -> EntityCtx {
+        let fields = table
+            .columns
+            .iter()
+            .map(|column| entity_field(table, column))
+            .collect();
+        EntityCtx {
+            table: table.name.clone(),
+            note: note.map(str::to_string),
+            fields,
+        }
+    }
+}
+
+fn entity_field(table: &Table, column: &Column) -> EntityField {
+    let (rust_type, column_type) = match column.sql_type.as_str() {
+        "text" => ("String", Some("Text")),
+        "bigint" => ("i64", None),
+        "integer" => ("i32", None),
+        "boolean" => ("bool", None),
+        "double precision" => ("f64", None),
+        "timestamptz" => ("DateTimeWithTimeZone", None),
+        "uuid" => ("Uuid", None),
+        "jsonb" => ("Json", Some("JsonBinary")),
+        "bytea" => ("Vec<u8>", None),
+        other => unreachable!("facilities only declare known column types, found `{other}`"),
+    };
+    let mut attrs = Vec::new();
+    if table.primary_key.contains(&column.name) {
+        attrs.push("primary_key".to_string());
+        if !column.identity {
+            attrs.push("auto_increment = false".to_string());
+        }
+    }
+    if let Some(ty) = column_type {
+        attrs.push(format!("column_type = \"{ty}\""));
+    }
+    let rust_type = if column.not_null {
+        rust_type.to_string()
+    } else {
+        format!("Option<{rust_type}>")
+    };
+    EntityField {
+        name: column.name.clone(),
+        rust_type,
+        attrs: attrs.join(", "),
+    }
+}

@@ -1,0 +1,224 @@
+//! The validated spec: names checked, defaults applied. Built only by [`crate::Spec::parse`].
+
+use std::ops::Range;
+
+use serde::Serialize;
+
+/// A whole `pgstack.toml`, validated.
+#[derive(Clone, Debug, Serialize)]
+pub struct Spec {
+    pub project: Project,
+    /// `[[kv]]` facilities, sorted by name.
+    pub kv: Vec<Kv>,
+    /// `[[document]]` facilities, sorted by name.
+    pub documents: Vec<Document>,
+}
+
+/// `[project]`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Project {
+    /// Shown in generated headers; defaults to nothing.
+    pub name: Option<String>,
+    /// PostgreSQL schema for every facility table.
+    pub schema: String,
+    /// The sea-orm-migration crate to create or extend, relative to the spec file.
+    pub migrations_dir: String,
+    /// Where generated accessor modules go, relative to the spec file.
+    pub accessors_dir: String,
+}
+
+/// The kinds of facility a spec can declare, named as their TOML array keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FacilityKind {
+    Kv,
+    Document,
+    Queue,
+    Cache,
+    RateLimit,
+    Vector,
+}
+
+impl FacilityKind {
+    pub const ALL: [FacilityKind; 6] = [
+        FacilityKind::Kv,
+        FacilityKind::Document,
+        FacilityKind::Queue,
+        FacilityKind::Cache,
+        FacilityKind::RateLimit,
+        FacilityKind::Vector,
+    ];
+
+    /// The spec key: `kv`, `document`, `queue`, `cache`, `rate_limit`, `vector`.
+    pub const fn key(self) -> &'static str {
+        match self {
+            FacilityKind::Kv => "kv",
+            FacilityKind::Document => "document",
+            FacilityKind::Queue => "queue",
+            FacilityKind::Cache => "cache",
+            FacilityKind::RateLimit => "rate_limit",
+            FacilityKind::Vector => "vector",
+        }
+    }
+}
+
+/// A facility looked up by name, whatever its kind.
+#[derive(Clone, Copy, Debug)]
+pub enum FacilityRef<'a> {
+    Kv(&'a Kv),
+    Document(&'a Document),
+}
+
+impl<'a> FacilityRef<'a> {
+    pub fn kind(&self) -> FacilityKind {
+        match self {
+            FacilityRef::Kv(_) => FacilityKind::Kv,
+            FacilityRef::Document(_) => FacilityKind::Document,
+        }
+    }
+
+    pub fn name(&self) -> &'a str {
+        match self {
+            FacilityRef::Kv(f) => &f.name,
+            FacilityRef::Document(f) => &f.name,
+        }
+    }
+}
+
+/// How a value column is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueType {
+    Jsonb,
+    Bytea,
+}
+
+impl ValueType {
+    pub const fn sql(self) -> &'static str {
+        match self {
+            ValueType::Jsonb => "jsonb",
+            ValueType::Bytea => "bytea",
+        }
+    }
+}
+
+/// `[[kv]]`: a key-value store.
+#[derive(Clone, Debug, Serialize)]
+pub struct Kv {
+    pub name: String,
+    pub value: ValueType,
+    /// Adds a per-key `expires_at`.
+    pub expiry: bool,
+    #[serde(skip)]
+    pub span: Range<usize>,
+}
+
+/// The GIN operator class for a document table's `doc` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GinOps {
+    JsonbPathOps,
+    JsonbOps,
+    None,
+}
+
+/// `[[document]]`: a JSONB document collection.
+#[derive(Clone, Debug, Serialize)]
+pub struct Document {
+    pub name: String,
+    pub gin: GinOps,
+    /// Declared fields, sorted by name.
+    pub fields: Vec<DocField>,
+    #[serde(skip)]
+    pub span: Range<usize>,
+}
+
+/// A declared document field: a generated column over a JSON path.
+#[derive(Clone, Debug, Serialize)]
+pub struct DocField {
+    pub name: String,
+    /// Path segments into the document: `address.country` is `["address", "country"]`.
+    pub path: Vec<String>,
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    pub unique: bool,
+    pub index: bool,
+}
+
+/// Column types a spec may declare for fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    Text,
+    Bigint,
+    Integer,
+    Boolean,
+    Double,
+    Timestamptz,
+    Uuid,
+    Jsonb,
+}
+
+impl FieldType {
+    pub const ALL: [(&'static str, FieldType); 8] = [
+        ("text", FieldType::Text),
+        ("bigint", FieldType::Bigint),
+        ("integer", FieldType::Integer),
+        ("boolean", FieldType::Boolean),
+        ("double", FieldType::Double),
+        ("timestamptz", FieldType::Timestamptz),
+        ("uuid", FieldType::Uuid),
+        ("jsonb", FieldType::Jsonb),
+    ];
+
+    /// The spec's name for the type.
+    pub fn name(self) -> &'static str {
+        FieldType::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("text", |(n, _)| n)
+    }
+
+    /// The PostgreSQL column type.
+    pub const fn sql(self) -> &'static str {
+        match self {
+            FieldType::Text => "text",
+            FieldType::Bigint => "bigint",
+            FieldType::Integer => "integer",
+            FieldType::Boolean => "boolean",
+            FieldType::Double => "double precision",
+            FieldType::Timestamptz => "timestamptz",
+            FieldType::Uuid => "uuid",
+            FieldType::Jsonb => "jsonb",
+        }
+    }
+
+    /// The Rust type a value of this column maps to (through `sea_orm::prelude`).
+    pub const fn rust(self) -> &'static str {
+        match self {
+            FieldType::Text => "String",
+            FieldType::Bigint => "i64",
+            FieldType::Integer => "i32",
+            FieldType::Boolean => "bool",
+            FieldType::Double => "f64",
+            FieldType::Timestamptz => "DateTimeWithTimeZone",
+            FieldType::Uuid => "Uuid",
+            FieldType::Jsonb => "Json",
+        }
+    }
+}
+
+impl Spec {
+    /// Every facility, in kind order then name order.
+    pub fn facilities(&self) -> impl Iterator<Item = FacilityRef<'_>> {
+        self.kv
+            .iter()
+            .map(FacilityRef::Kv)
+            .chain(self.documents.iter().map(FacilityRef::Document))
+    }
+
+    /// The facility called `name`, of any kind.
+    pub fn facility(&self, name: &str) -> Option<FacilityRef<'_>> {
+        self.facilities().find(|f| f.name() == name)
+    }
+}

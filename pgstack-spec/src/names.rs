@@ -1,0 +1,117 @@
+//! Name rules shared by the spec reader, the generator and the derives.
+
+/// PostgreSQL truncates identifiers longer than this many bytes.
+pub const MAX_IDENT_BYTES: usize = 63;
+
+/// A facility name: `^[a-z][a-z0-9_]{0,39}$`.
+pub fn is_facility_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && name.len() <= 40
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+}
+
+/// A schema or column name we are willing to put into SQL: `^[a-z_][a-z0-9_]*$`, at most 63
+/// bytes, not starting with `pg_` (reserved by PostgreSQL for system schemas).
+pub fn is_sql_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z' | '_'))
+        && name.len() <= MAX_IDENT_BYTES
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && !name.starts_with("pg_")
+}
+
+/// A segment of a JSON path in a document field: letters, digits, `_` and `-`.
+pub fn is_path_segment(segment: &str) -> bool {
+    !segment.is_empty()
+        && segment.len() <= 128
+        && segment
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Rust keywords that cannot be field or module names without `r#`.
+pub fn is_rust_keyword(name: &str) -> bool {
+    matches!(
+        name,
+        "as" | "async"
+            | "await"
+            | "break"
+            | "const"
+            | "continue"
+            | "crate"
+            | "dyn"
+            | "else"
+            | "enum"
+            | "extern"
+            | "false"
+            | "fn"
+            | "for"
+            | "gen"
+            | "if"
+            | "impl"
+            | "in"
+            | "let"
+            | "loop"
+            | "match"
+            | "mod"
+            | "move"
+            | "mut"
+            | "pub"
+            | "ref"
+            | "return"
+            | "self"
+            | "static"
+            | "struct"
+            | "super"
+            | "trait"
+            | "true"
+            | "type"
+            | "unsafe"
+            | "use"
+            | "where"
+            | "while"
+            | "abstract"
+            | "become"
+            | "box"
+            | "do"
+            | "final"
+            | "macro"
+            | "override"
+            | "priv"
+            | "try"
+            | "typeof"
+            | "unsized"
+            | "virtual"
+            | "yield"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facility_names() {
+        assert!(is_facility_name("emails"));
+        assert!(is_facility_name("a"));
+        assert!(is_facility_name("user_profiles_2"));
+        assert!(is_facility_name(&"a".repeat(40)));
+        assert!(!is_facility_name(&"a".repeat(41)));
+        assert!(!is_facility_name(""));
+        assert!(!is_facility_name("2fa"));
+        assert!(!is_facility_name("_x"));
+        assert!(!is_facility_name("Emails"));
+        assert!(!is_facility_name("user-profiles"));
+        assert!(!is_facility_name("é"));
+    }
+
+    #[test]
+    fn sql_names() {
+        assert!(is_sql_name("public"));
+        assert!(is_sql_name("_app"));
+        assert!(!is_sql_name("pg_catalog"));
+        assert!(!is_sql_name("App"));
+        assert!(!is_sql_name(&"a".repeat(64)));
+    }
+}

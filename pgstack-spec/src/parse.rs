@@ -1,0 +1,441 @@
+//! TOML text -> validated [`Spec`], collecting every error.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use toml::de::{DeTable, DeValue};
+
+use crate::error::{Ctxt, SpecErrors};
+use crate::model::*;
+use crate::names::{is_facility_name, is_path_segment, is_rust_keyword, is_sql_name};
+use crate::reader::{Table, Value, list, type_name};
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "project",
+    "kv",
+    "document",
+    "queue",
+    "cache",
+    "rate_limit",
+    "vector",
+];
+
+/// Kinds the spec format defines but this version of pgstack does not generate yet.
+const NOT_YET: &[FacilityKind] = &[
+    FacilityKind::Queue,
+    FacilityKind::Cache,
+    FacilityKind::RateLimit,
+    FacilityKind::Vector,
+];
+
+/// Columns every document table has; declared fields may not reuse them.
+pub const DOCUMENT_COLUMNS: &[&str] = &["id", "doc", "version", "created_at", "updated_at"];
+
+pub(crate) fn parse(path: &str, source: &str) -> Result<Spec, SpecErrors> {
+    let mut cx = Ctxt::new(path, source);
+    let root = match DeTable::parse(source) {
+        Ok(root) => root,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            cx.error(&span, format!("invalid TOML: {}", e.message().trim_end()));
+            return Err(cx.into_errors());
+        }
+    };
+    let root_value: Value<'_> = toml::Spanned::new(root.span(), DeValue::Table(root.into_inner()));
+    let Some(top) = Table::open(&mut cx, &root_value, "the spec", TOP_LEVEL_KEYS) else {
+        return Err(cx.into_errors());
+    };
+
+    let project = read_project(&mut cx, &top);
+    let mut names = Names::default();
+    let mut kv = Vec::new();
+    for (table, span) in facility_tables(&mut cx, &top, FacilityKind::Kv) {
+        if let Some(f) = read_kv(&mut cx, &table, span, &mut names) {
+            kv.push(f);
+        }
+    }
+    let mut documents = Vec::new();
+    for (table, span) in facility_tables(&mut cx, &top, FacilityKind::Document) {
+        if let Some(f) = read_document(&mut cx, &table, span, &mut names) {
+            documents.push(f);
+        }
+    }
+    for kind in NOT_YET {
+        if let Some(span) = top.key_span(kind.key()) {
+            cx.error(
+                &span,
+                format!(
+                    "`[[{}]]` facilities are not supported by this version of pgstack-gen yet; \
+                     supported kinds: {}",
+                    kind.key(),
+                    list(&["kv", "document"])
+                ),
+            );
+        }
+    }
+
+    cx.finish()?;
+    kv.sort_by(|a, b| a.name.cmp(&b.name));
+    documents.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Spec {
+        project,
+        kv,
+        documents,
+    })
+}
+
+fn read_project(cx: &mut Ctxt<'_>, top: &Table<'_, '_>) -> Project {
+    let mut project = Project {
+        name: None,
+        schema: "public".to_string(),
+        migrations_dir: "migration".to_string(),
+        accessors_dir: "src/pgstack".to_string(),
+    };
+    let Some(value) = top.get("project") else {
+        return project;
+    };
+    let allowed = ["name", "schema", "migrations_dir", "accessors_dir"];
+    let Some(table) = Table::open(cx, value, "[project]", &allowed) else {
+        return project;
+    };
+    if let Some((name, span)) = table.string(cx, "name") {
+        if name.chars().any(|c| c.is_control()) || name.len() > 100 {
+            cx.error(
+                &span,
+                "`name` in [project] must be at most 100 characters with no control characters",
+            );
+        } else {
+            project.name = Some(name.to_string());
+        }
+    }
+    if let Some((schema, span)) = table.string(cx, "schema") {
+        if is_sql_name(schema) {
+            project.schema = schema.to_string();
+        } else {
+            cx.error(
+                &span,
+                format!(
+                    "`schema` in [project] must match `^[a-z_][a-z0-9_]*$`, be at most 63 bytes \
+                     and not start with `pg_`, found `{schema}`"
+                ),
+            );
+        }
+    }
+    for key in ["migrations_dir", "accessors_dir"] {
+        if let Some((dir, span)) = table.string(cx, key) {
+            match check_relative_dir(dir) {
+                Ok(dir) => {
+                    if key == "migrations_dir" {
+                        project.migrations_dir = dir;
+                    } else {
+                        project.accessors_dir = dir;
+                    }
+                }
+                Err(why) => cx.error(&span, format!("`{key}` in [project] {why}, found `{dir}`")),
+            }
+        }
+    }
+    if project.migrations_dir == project.accessors_dir {
+        let span = table
+            .key_span("accessors_dir")
+            .unwrap_or(table.span.clone());
+        cx.error(
+            &span,
+            "`accessors_dir` and `migrations_dir` in [project] must be different folders",
+        );
+    }
+    project
+}
+
+/// Paths in the spec are relative to it; generated files must not depend on where it lives.
+fn check_relative_dir(dir: &str) -> Result<String, &'static str> {
+    let trimmed = dir.trim_end_matches('/');
+    if trimmed.is_empty() || trimmed == "." {
+        return Err("must name a folder below the spec file");
+    }
+    if trimmed.starts_with('/') || trimmed.contains('\\') || trimmed.contains(':') {
+        return Err("must be a relative path with `/` separators");
+    }
+    if trimmed.split('/').any(|part| part.is_empty()) {
+        return Err("must not contain empty path segments");
+    }
+    Ok(trimmed.to_string())
+}
+
+/// The `[[kind]]` array's tables, each with the span of its header.
+fn facility_tables<'a, 'i>(
+    cx: &mut Ctxt<'_>,
+    top: &Table<'a, 'i>,
+    kind: FacilityKind,
+) -> Vec<(Table<'a, 'i>, Range<usize>)> {
+    let key = kind.key();
+    let Some(value) = top.get(key) else {
+        return Vec::new();
+    };
+    let DeValue::Array(items) = value.get_ref() else {
+        cx.error(
+            &value.span(),
+            format!(
+                "`{key}` must be an array of tables (write `[[{key}]]`), found {}",
+                type_name(value)
+            ),
+        );
+        return Vec::new();
+    };
+    let allowed = allowed_keys(kind);
+    let mut out = Vec::new();
+    for item in items.iter() {
+        let name = match item.get_ref() {
+            DeValue::Table(t) => t.get("name").and_then(|n| match n.get_ref() {
+                DeValue::String(s) => Some(s.to_string()),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let context = match &name {
+            Some(n) => format!("[[{key}]] `{n}`"),
+            None => format!("[[{key}]]"),
+        };
+        if let Some(table) = Table::open(cx, item, context, allowed) {
+            let span = item.span();
+            out.push((table, span));
+        }
+    }
+    out
+}
+
+fn allowed_keys(kind: FacilityKind) -> &'static [&'static str] {
+    match kind {
+        FacilityKind::Kv => &["name", "value", "expiry"],
+        FacilityKind::Document => &["name", "gin", "fields"],
+        _ => &[],
+    }
+}
+
+/// Facility names seen so far, to report duplicates across kinds.
+#[derive(Default)]
+struct Names {
+    seen: BTreeMap<String, (FacilityKind, usize)>,
+}
+
+fn read_name(
+    cx: &mut Ctxt<'_>,
+    table: &Table<'_, '_>,
+    kind: FacilityKind,
+    names: &mut Names,
+) -> Option<String> {
+    let (name, span) = table.required_string(
+        cx,
+        "name",
+        "every facility needs a `name` matching `^[a-z][a-z0-9_]{0,39}$`",
+    )?;
+    if !is_facility_name(name) {
+        cx.error(
+            &span,
+            format!(
+                "facility name `{name}` in [[{}]] must match `^[a-z][a-z0-9_]{{0,39}}$`: \
+                 a lower-case letter, then up to 39 lower-case letters, digits or `_`",
+                kind.key()
+            ),
+        );
+        return None;
+    }
+    if let Some((other_kind, other_offset)) = names.seen.get(name) {
+        let (line, _) = crate::error::line_column(cx.source(), *other_offset);
+        cx.error(
+            &span,
+            format!(
+                "facility name `{name}` is already used by the [[{}]] on line {line}; \
+                 names are unique across the whole spec",
+                other_kind.key()
+            ),
+        );
+        return None;
+    }
+    names.seen.insert(name.to_string(), (kind, span.start));
+    Some(name.to_string())
+}
+
+fn read_kv(
+    cx: &mut Ctxt<'_>,
+    table: &Table<'_, '_>,
+    span: Range<usize>,
+    names: &mut Names,
+) -> Option<Kv> {
+    let name = read_name(cx, table, FacilityKind::Kv, names);
+    let value = table.choice(
+        cx,
+        "value",
+        &[("jsonb", ValueType::Jsonb), ("bytea", ValueType::Bytea)],
+        ValueType::Jsonb,
+    );
+    let expiry = table.bool(cx, "expiry", false);
+    Some(Kv {
+        name: name?,
+        value,
+        expiry,
+        span,
+    })
+}
+
+fn read_document(
+    cx: &mut Ctxt<'_>,
+    table: &Table<'_, '_>,
+    span: Range<usize>,
+    names: &mut Names,
+) -> Option<Document> {
+    let name = read_name(cx, table, FacilityKind::Document, names);
+    let gin = table.choice(
+        cx,
+        "gin",
+        &[
+            ("jsonb_path_ops", GinOps::JsonbPathOps),
+            ("jsonb_ops", GinOps::JsonbOps),
+            ("none", GinOps::None),
+        ],
+        GinOps::JsonbPathOps,
+    );
+    let mut fields = Vec::new();
+    if let Some(value) = table.get("fields") {
+        let context = format!("{}.fields", table.context);
+        // Field names are user-chosen keys, so the table allows any key; each is checked below.
+        let DeValue::Table(entries) = value.get_ref() else {
+            cx.error(
+                &value.span(),
+                format!("{context} must be a table, found {}", type_name(value)),
+            );
+            return None;
+        };
+        for (key, field_value) in entries.iter() {
+            if let Some(field) = read_doc_field(cx, &context, key, field_value) {
+                fields.push(field);
+            }
+        }
+    }
+    fields.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(Document {
+        name: name?,
+        gin,
+        fields,
+        span,
+    })
+}
+
+fn read_doc_field(
+    cx: &mut Ctxt<'_>,
+    context: &str,
+    key: &toml::Spanned<toml::de::DeString<'_>>,
+    value: &Value<'_>,
+) -> Option<DocField> {
+    let name = key.get_ref().as_ref();
+    let mut ok = true;
+    if !is_sql_name(name) || is_rust_keyword(name) {
+        cx.error(
+            &key.span(),
+            format!(
+                "field name `{name}` in {context} must match `^[a-z_][a-z0-9_]*$` and not be a Rust \
+                 keyword; give the field another name and keep the JSON key in `path`"
+            ),
+        );
+        ok = false;
+    } else if DOCUMENT_COLUMNS.contains(&name) {
+        cx.error(
+            &key.span(),
+            format!(
+                "field name `{name}` in {context} is a column every document table already has \
+                 ({}); give the field another name and keep the JSON key in `path`",
+                list(DOCUMENT_COLUMNS)
+            ),
+        );
+        ok = false;
+    }
+    let field_context = format!("{context}.{name}");
+    let (path_text, path_span, ty, unique, index) = match value.get_ref() {
+        // Shorthand: `email = "text"`.
+        DeValue::String(_) => {
+            let ty = field_type(cx, value, &field_context)?;
+            (name.to_string(), key.span(), ty, false, false)
+        }
+        DeValue::Table(_) => {
+            let table = Table::open(
+                cx,
+                value,
+                field_context.clone(),
+                &["path", "type", "unique", "index"],
+            )?;
+            let (path, path_span) = match table.string(cx, "path") {
+                Some((p, s)) => (p.to_string(), s),
+                None => (name.to_string(), key.span()),
+            };
+            let ty = match table.get("type") {
+                Some(v) => field_type(cx, v, &field_context)?,
+                None => FieldType::Text,
+            };
+            let unique = table.bool(cx, "unique", false);
+            let index = table.bool(cx, "index", false);
+            (path, path_span, ty, unique, index)
+        }
+        _ => {
+            cx.error(
+                &value.span(),
+                format!(
+                    "{field_context} must be a type name such as `\"text\"` or a table like \
+                     `{{ path = \"a.b\", type = \"text\", index = true }}`, found {}",
+                    type_name(value)
+                ),
+            );
+            return None;
+        }
+    };
+    let path: Vec<String> = path_text.split('.').map(str::to_string).collect();
+    if path.iter().any(|s| !is_path_segment(s)) {
+        cx.error(
+            &path_span,
+            format!(
+                "`path` of {field_context} must be dot-separated keys of letters, digits, `_` or \
+                 `-`, found `{path_text}`"
+            ),
+        );
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    Some(DocField {
+        name: name.to_string(),
+        path,
+        ty,
+        unique,
+        index,
+    })
+}
+
+fn field_type(cx: &mut Ctxt<'_>, value: &Value<'_>, context: &str) -> Option<FieldType> {
+    let names: Vec<&str> = FieldType::ALL.iter().map(|(n, _)| *n).collect();
+    match value.get_ref() {
+        DeValue::String(s) => match FieldType::ALL.iter().find(|(n, _)| *n == s.as_ref()) {
+            Some((_, t)) => Some(*t),
+            None => {
+                cx.error(
+                    &value.span(),
+                    format!(
+                        "type of {context} must be one of {}, found `{s}`",
+                        list(&names)
+                    ),
+                );
+                None
+            }
+        },
+        _ => {
+            cx.error(
+                &value.span(),
+                format!(
+                    "type of {context} must be a string, one of {}, found {}",
+                    list(&names),
+                    type_name(value)
+                ),
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! Document collections (`[[document]]`): typed serde documents in a `jsonb` column, with
+//! versions for optimistic concurrency, server-side patches, containment queries and declared
+//! fields served by generated columns.
+//!
+//! ```no_run
+//! # async fn demo(db: &sea_orm::DatabaseConnection) -> pgstack::Result<()> {
+//! use pgstack::document::{DocumentDef, DocumentStore, Field, FieldDef};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Profile { email: String, name: String }
+//!
+//! // `pgstack-gen generate` writes these into the accessor module of a `[[document]]`.
+//! static PROFILES: DocumentStore = DocumentStore::new(DocumentDef {
+//!     schema: "public",
+//!     table: "user_profiles",
+//!     fields: &[FieldDef { name: "email", unique: true, index_name: Some("user_profiles_email_key") }],
+//! });
+//! const EMAIL: Field<String> = Field::new("email");
+//!
+//! let meta = PROFILES.insert(db, &Profile { email: "a@example.com".into(), name: "A".into() }).await?;
+//! let found = PROFILES.get_by::<Profile, _, _>(db, EMAIL, "a@example.com").await?;
+//! assert_eq!(found.map(|d| d.id), Some(meta.id));
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, SqlErr, Statement, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{DbContext, Error, Result};
+use crate::ident::{Ident, TableName};
+use crate::sql::SqlFile;
+
+/// A declared field as the runtime needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldDef {
+    /// The generated column's name (the spec's field name).
+    pub name: &'static str,
+    pub unique: bool,
+    /// The index on the column, used to name the field in duplicate-value errors.
+    pub index_name: Option<&'static str>,
+}
+
+/// What the generator knows about a `[[document]]` facility.
+#[derive(Clone, Copy, Debug)]
+pub struct DocumentDef {
+    pub schema: &'static str,
+    pub table: &'static str,
+    pub fields: &'static [FieldDef],
+}
+
+/// A declared field, typed by the Rust type of its column, for [`DocumentStore::find_by`].
+pub struct Field<V> {
+    name: &'static str,
+    _value: PhantomData<fn() -> V>,
+}
+
+impl<V> Field<V> {
+    pub const fn new(name: &'static str) -> Self {
+        Field {
+            name,
+            _value: PhantomData,
+        }
+    }
+
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<V> Clone for Field<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<V> Copy for Field<V> {}
+
+/// A stored document with its metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Doc<T> {
+    pub id: i64,
+    /// Starts at 1 and grows by one on every change; pass it to [`DocumentStore::replace`].
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub doc: T,
+}
+
+/// What an insert returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DocMeta {
+    pub id: i64,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One page of a listing or query, in id order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DocPage<T> {
+    pub docs: Vec<Doc<T>>,
+    /// Pass back as `after` for the next page; `None` once there is no more.
+    pub next_cursor: Option<i64>,
+}
+
+/// The most documents one page may ask for.
+pub const MAX_PAGE: u32 = 10_000;
+
+struct DocSql {
+    insert: String,
+    get: String,
+    replace: String,
+    patch_merge: String,
+    patch_set: String,
+    delete: String,
+    find_containing: String,
+    list: String,
+    /// `DocFindByField` per declared field.
+    find_by: BTreeMap<&'static str, String>,
+}
+
+fn sql_file() -> &'static SqlFile {
+    static FILE: OnceLock<SqlFile> = OnceLock::new();
+    FILE.get_or_init(|| SqlFile::parse(include_str!("../sql/document.sql")))
+}
+
+impl DocSql {
+    fn new(def: &DocumentDef) -> Result<DocSql> {
+        let table = TableName::new(def.schema, def.table)?;
+        let table_sql = table.to_string();
+        let schema_sql = table.schema.to_string();
+        let vars = [
+            ("table", table_sql.as_str()),
+            ("schema", schema_sql.as_str()),
+        ];
+        let file = sql_file();
+        let get = |name: &str| file.get(name, &vars);
+        let mut find_by = BTreeMap::new();
+        for field in def.fields {
+            let column = Ident::new(field.name)?.to_string();
+            let vars = [("table", table_sql.as_str()), ("column", column.as_str())];
+            find_by.insert(field.name, file.get("DocFindByField", &vars));
+        }
+        Ok(DocSql {
+            insert: get("DocInsert"),
+            get: get("DocGet"),
+            replace: get("DocReplace"),
+            patch_merge: get("DocPatchMerge"),
+            patch_set: get("DocPatchSet"),
+            delete: get("DocDelete"),
+            find_containing: get("DocFindContaining"),
+            list: get("DocList"),
+            find_by,
+        })
+    }
+}
+
+fn stmt(sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// A `[[document]]` collection. Documents are any serde type, chosen per call.
+pub struct DocumentStore {
+    def: DocumentDef,
+    sql: OnceLock<std::result::Result<DocSql, String>>,
+}
+
+impl DocumentStore {
+    pub const fn new(def: DocumentDef) -> Self {
+        DocumentStore {
+            def,
+            sql: OnceLock::new(),
+        }
+    }
+
+    fn facility(&self) -> &'static str {
+        self.def.table
+    }
+
+    fn sql(&self) -> Result<&DocSql> {
+        self.sql
+            .get_or_init(|| DocSql::new(&self.def).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|_| {
+                Error::InvalidIdentifier(format!("{}.{}", self.def.schema, self.def.table))
+            })
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, value: &T, what: &str) -> Result<Value> {
+        let json = serde_json::to_value(value).map_err(|source| Error::Json {
+            facility: self.facility().to_string(),
+            direction: "encode",
+            what: what.to_string(),
+            source,
+        })?;
+        Ok(Value::Json(Some(Box::new(json))))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, row: &QueryResult) -> Result<Doc<T>> {
+        let f = self.facility();
+        let id: i64 = row.try_get_by_index(0).in_facility(f)?;
+        let json: serde_json::Value = row.try_get_by_index(1).in_facility(f)?;
+        let doc = serde_json::from_value(json).map_err(|source| Error::Json {
+            facility: f.to_string(),
+            direction: "decode",
+            what: format!("document {id} as the requested type"),
+            source,
+        })?;
+        Ok(Doc {
+            id,
+            doc,
+            version: row.try_get_by_index(2).in_facility(f)?,
+            created_at: row.try_get_by_index(3).in_facility(f)?,
+            updated_at: row.try_get_by_index(4).in_facility(f)?,
+        })
+    }
+
+    /// Turns a unique-index violation into [`Error::Duplicate`] naming the declared field.
+    fn write_error(&self, err: DbErr) -> Error {
+        if let Some(SqlErr::UniqueConstraintViolation(message)) = err.sql_err() {
+            let field = self.def.fields.iter().find(|f| {
+                f.index_name
+                    .is_some_and(|index| message.contains(&format!("\"{index}\"")))
+            });
+            if let Some(field) = field {
+                return Error::Duplicate {
+                    facility: self.facility().to_string(),
+                    field: field.name.to_string(),
+                    source: err,
+                };
+            }
+        }
+        Error::Database {
+            facility: self.facility().to_string(),
+            source: err,
+        }
+    }
+
+    fn check_limit(&self, limit: u32) -> Result<i64> {
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(Error::InvalidArgument {
+                facility: self.facility().to_string(),
+                message: format!("a page holds 1 to {MAX_PAGE} documents, asked for {limit}"),
+            });
+        }
+        Ok(i64::from(limit))
+    }
+
+    fn page<T: DeserializeOwned>(&self, rows: Vec<QueryResult>, limit: i64) -> Result<DocPage<T>> {
+        let docs = rows
+            .iter()
+            .map(|row| self.decode(row))
+            .collect::<Result<Vec<Doc<T>>>>()?;
+        let next_cursor = if docs.len() as i64 == limit {
+            docs.last().map(|d| d.id)
+        } else {
+            None
+        };
+        Ok(DocPage { docs, next_cursor })
+    }
+
+    /// Stores a new document; returns its id and version 1.
+    pub async fn insert<T: Serialize + ?Sized, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        doc: &T,
+    ) -> Result<DocMeta> {
+        let value = self.encode(doc, "for insert")?;
+        let row = db
+            .query_one_raw(stmt(&self.sql()?.insert, vec![value]))
+            .await
+            .map_err(|e| self.write_error(e))?;
+        let Some(row) = row else {
+            return Err(Error::Database {
+                facility: self.facility().to_string(),
+                source: DbErr::RecordNotInserted,
+            });
+        };
+        let f = self.facility();
+        Ok(DocMeta {
+            id: row.try_get_by_index(0).in_facility(f)?,
+            version: row.try_get_by_index(1).in_facility(f)?,
+            created_at: row.try_get_by_index(2).in_facility(f)?,
+            updated_at: row.try_get_by_index(3).in_facility(f)?,
+        })
+    }
+
+    /// The document with `id`, if any.
+    pub async fn get<T: DeserializeOwned, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        id: i64,
+    ) -> Result<Option<Doc<T>>> {
+        let row = db
+            .query_one_raw(stmt(&self.sql()?.get, vec![id.into()]))
+            .await
+            .in_facility(self.facility())?;
+        row.map(|row| self.decode(&row)).transpose()
+    }
+
+    /// Replaces the document if its version is still `expected_version`; returns the new
+    /// version, or [`Error::Conflict`] with the version found.
+    pub async fn replace<T: Serialize + ?Sized, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        id: i64,
+        expected_version: i64,
+        doc: &T,
+    ) -> Result<i64> {
+        let value = self.encode(doc, &format!("for document {id}"))?;
+        let row = db
+            .query_one_raw(stmt(
+                &self.sql()?.replace,
+                vec![id.into(), value, expected_version.into()],
+            ))
+            .await
+            .map_err(|e| self.write_error(e))?;
+        let f = self.facility();
+        let (new_version, current) = match row {
+            Some(row) => (
+                row.try_get_by_index::<Option<i64>>(0).in_facility(f)?,
+                row.try_get_by_index::<Option<i64>>(1).in_facility(f)?,
+            ),
+            None => (None, None),
+        };
+        new_version.ok_or_else(|| Error::Conflict {
+            facility: f.to_string(),
+            what: format!("document {id}"),
+            expected: expected_version,
+            actual: current,
+        })
+    }
+
+    /// Applies an RFC 7386 JSON merge patch on the server (objects merge, `null` deletes a key);
+    /// returns the new version, or `None` if there is no such document.
+    pub async fn patch_merge<P: Serialize + ?Sized, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        id: i64,
+        patch: &P,
+    ) -> Result<Option<i64>> {
+        let value = self.encode(patch, &format!("patch for document {id}"))?;
+        self.version_returning(db, &self.sql()?.patch_merge, vec![id.into(), value])
+            .await
+    }
+
+    /// Sets the value at `path` (object keys, or array indexes as digits), creating missing
+    /// objects on the way; returns the new version, or `None` if there is no such document.
+    pub async fn patch_set<V: Serialize + ?Sized, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        id: i64,
+        path: &[&str],
+        value: &V,
+    ) -> Result<Option<i64>> {
+        if path.is_empty() {
+            return Err(Error::InvalidArgument {
+                facility: self.facility().to_string(),
+                message: "patch_set needs a non-empty path; use replace for the whole document"
+                    .to_string(),
+            });
+        }
+        let value = self.encode(value, &format!("value at {path:?} for document {id}"))?;
+        let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+        self.version_returning(
+            db,
+            &self.sql()?.patch_set,
+            vec![id.into(), path.into(), value],
+        )
+        .await
+    }
+
+    async fn version_returning<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Option<i64>> {
+        let row = db
+            .query_one_raw(stmt(sql, values))
+            .await
+            .map_err(|e| self.write_error(e))?;
+        row.map(|row| row.try_get_by_index(0).in_facility(self.facility()))
+            .transpose()
+    }
+
+    /// Deletes the document; `true` if it existed.
+    pub async fn delete<C: ConnectionTrait>(&self, db: &C, id: i64) -> Result<bool> {
+        let result = db
+            .execute_raw(stmt(&self.sql()?.delete, vec![id.into()]))
+            .await
+            .in_facility(self.facility())?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Documents containing `pattern` (`doc @> pattern`, served by the GIN index), in id order,
+    /// after the cursor `after`.
+    pub async fn find_containing<T: DeserializeOwned, P: Serialize + ?Sized, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        pattern: &P,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<DocPage<T>> {
+        let limit = self.check_limit(limit)?;
+        let pattern = self.encode(pattern, "containment pattern")?;
+        let rows = db
+            .query_all_raw(stmt(
+                &self.sql()?.find_containing,
+                vec![pattern, after.unwrap_or(0).into(), limit.into()],
+            ))
+            .await
+            .in_facility(self.facility())?;
+        self.page(rows, limit)
+    }
+
+    /// Documents whose declared `field` equals `value`, in id order, after the cursor `after`.
+    pub async fn find_by<T, V, C>(
+        &self,
+        db: &C,
+        field: Field<V>,
+        value: impl Into<V>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<DocPage<T>>
+    where
+        T: DeserializeOwned,
+        V: Into<Value>,
+        C: ConnectionTrait,
+    {
+        let limit = self.check_limit(limit)?;
+        let sql = self.field_sql(field.name)?;
+        let value: Value = value.into().into();
+        let rows = db
+            .query_all_raw(stmt(
+                sql,
+                vec![value, after.unwrap_or(0).into(), limit.into()],
+            ))
+            .await
+            .in_facility(self.facility())?;
+        self.page(rows, limit)
+    }
+
+    /// The first document whose declared `field` equals `value`; for a `unique` field, the one.
+    pub async fn get_by<T, V, C>(
+        &self,
+        db: &C,
+        field: Field<V>,
+        value: impl Into<V>,
+    ) -> Result<Option<Doc<T>>>
+    where
+        T: DeserializeOwned,
+        V: Into<Value>,
+        C: ConnectionTrait,
+    {
+        let page = self.find_by(db, field, value, None, 1).await?;
+        Ok(page.docs.into_iter().next())
+    }
+
+    /// Every document, in id order, `limit` at a time after the cursor `after`.
+    pub async fn list<T: DeserializeOwned, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<DocPage<T>> {
+        let limit = self.check_limit(limit)?;
+        let rows = db
+            .query_all_raw(stmt(
+                &self.sql()?.list,
+                vec![after.unwrap_or(0).into(), limit.into()],
+            ))
+            .await
+            .in_facility(self.facility())?;
+        self.page(rows, limit)
+    }
+
+    fn field_sql(&self, field: &str) -> Result<&str> {
+        self.sql()?
+            .find_by
+            .get(field)
+            .map(String::as_str)
+            .ok_or_else(|| Error::InvalidArgument {
+                facility: self.facility().to_string(),
+                message: format!(
+                    "`{field}` is not a declared field; declare it under [document.fields] in \
+                     pgstack.toml and run `pgstack-gen generate`"
+                ),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_statement_renders() {
+        let sql = DocSql::new(&DocumentDef {
+            schema: "app",
+            table: "user_profiles",
+            fields: &[FieldDef {
+                name: "email",
+                unique: true,
+                index_name: Some("user_profiles_email_key"),
+            }],
+        })
+        .unwrap();
+        assert!(
+            sql.patch_merge
+                .contains("\"app\".pgstack_jsonb_merge_patch(doc, $2)")
+        );
+        assert!(sql.find_by["email"].contains("WHERE \"email\" = $1"));
+        assert!(!sql.insert.contains('{'));
+    }
+}

@@ -1,0 +1,83 @@
+//! The runtime's one error type.
+
+use sea_orm::DbErr;
+
+/// Everything a pgstack accessor can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database refused or failed the statement.
+    #[error("database error in `{facility}`: {source}")]
+    Database {
+        facility: String,
+        #[source]
+        source: DbErr,
+    },
+    /// A value could not be turned into JSON, or JSON read back did not fit the requested type.
+    #[error("cannot {direction} the value of `{facility}` {what}: {source}")]
+    Json {
+        facility: String,
+        direction: &'static str,
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An optimistic-concurrency check failed: someone else changed the row first.
+    #[error(
+        "version conflict on `{facility}` {what}: expected version {expected}, {}; re-read it and retry",
+        match .actual { Some(v) => format!("found {v}"), None => "but it does not exist".to_string() }
+    )]
+    Conflict {
+        facility: String,
+        what: String,
+        expected: i64,
+        actual: Option<i64>,
+    },
+    /// A unique declared field already holds this value.
+    #[error("`{facility}` already has a document with this `{field}`; {source}")]
+    Duplicate {
+        facility: String,
+        field: String,
+        #[source]
+        source: DbErr,
+    },
+    /// A name that is not a safe SQL identifier reached the runtime.
+    #[error(
+        "`{0}` is not a valid identifier: use lower-case letters, digits and `_`, at most 63 bytes"
+    )]
+    InvalidIdentifier(String),
+    /// The caller asked for something the facility's spec does not enable.
+    #[error("`{facility}` does not support {what}; {help}")]
+    Unsupported {
+        facility: String,
+        what: &'static str,
+        help: &'static str,
+    },
+    /// A migration could not be applied; nothing from this run was kept.
+    #[error("migration `{name}` failed and was rolled back: {source}")]
+    Migration {
+        name: String,
+        #[source]
+        source: DbErr,
+    },
+    /// An argument the caller passed is out of range.
+    #[error("invalid argument for `{facility}`: {message}")]
+    InvalidArgument { facility: String, message: String },
+}
+
+/// Short alias used throughout the runtime.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) trait DbContext<T> {
+    /// Attaches the facility name to a database error.
+    fn in_facility(self, facility: &str) -> Result<T>;
+}
+
+impl<T> DbContext<T> for std::result::Result<T, DbErr> {
+    fn in_facility(self, facility: &str) -> Result<T> {
+        self.map_err(|source| Error::Database {
+            facility: facility.to_string(),
+            source,
+        })
+    }
+}

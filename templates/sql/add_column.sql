@@ -1,0 +1,2 @@
+ALTER TABLE {{ schema | quote }}.{{ table | quote }}
+    ADD COLUMN {% include "sql/column.sql" %};

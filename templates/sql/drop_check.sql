@@ -1,0 +1,2 @@
+ALTER TABLE {{ schema | quote }}.{{ table | quote }}
+    DROP CONSTRAINT {{ name | quote }};

@@ -1,0 +1,2 @@
+ALTER TABLE {{ schema | quote }}.{{ table | quote }}
+    DROP COLUMN {{ column | quote }};

@@ -1,0 +1,1 @@
+DROP FUNCTION {{ schema | quote }}.{{ name | quote }}({{ args }});

@@ -1,0 +1,1 @@
+ALTER TABLE {{ schema | quote }}.{{ table | quote }} SET {% if unlogged %}UNLOGGED{% else %}LOGGED{% endif %};
