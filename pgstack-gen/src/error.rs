@@ -39,4 +39,6 @@ pub enum GenError {
     Migrate(#[from] pgstack::Error),
     #[error("cannot connect to the database: {0}")]
     Connect(String),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
 }

@@ -23,6 +23,7 @@
 //! ```
 
 pub mod checksum;
+pub mod cli;
 mod error;
 pub mod facility;
 pub mod generate;

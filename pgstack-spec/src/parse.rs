@@ -156,8 +156,11 @@ fn check_relative_dir(dir: &str) -> Result<String, &'static str> {
     if trimmed.starts_with('/') || trimmed.contains('\\') || trimmed.contains(':') {
         return Err("must be a relative path with `/` separators");
     }
-    if trimmed.split('/').any(|part| part.is_empty()) {
-        return Err("must not contain empty path segments");
+    if trimmed
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return Err("must be a folder below the spec file, without empty, `.` or `..` segments");
     }
     Ok(trimmed.to_string())
 }
@@ -329,12 +332,12 @@ fn read_doc_field(
 ) -> Option<DocField> {
     let name = key.get_ref().as_ref();
     let mut ok = true;
-    if !is_sql_name(name) || is_rust_keyword(name) {
+    if !is_sql_name(name) || name.len() > 40 || is_rust_keyword(name) {
         cx.error(
             &key.span(),
             format!(
-                "field name `{name}` in {context} must match `^[a-z_][a-z0-9_]*$` and not be a Rust \
-                 keyword; give the field another name and keep the JSON key in `path`"
+                "field name `{name}` in {context} must match `^[a-z_][a-z0-9_]{{0,39}}$` and not \
+                 be a Rust keyword; give the field another name and keep the JSON key in `path`"
             ),
         );
         ok = false;

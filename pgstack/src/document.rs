@@ -203,6 +203,29 @@ impl DocumentStore {
         Ok(Value::Json(Some(Box::new(json))))
     }
 
+    /// A whole document: must be a JSON object (the table's CHECK says so too).
+    fn encode_doc<T: Serialize + ?Sized>(&self, doc: &T, what: &str) -> Result<Value> {
+        let value = self.encode(doc, what)?;
+        if let Value::Json(Some(json)) = &value
+            && !json.is_object()
+        {
+            let found = match **json {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                _ => "null",
+            };
+            return Err(Error::InvalidArgument {
+                facility: self.facility().to_string(),
+                message: format!(
+                    "a document must serialize to a JSON object, found {found} ({what})"
+                ),
+            });
+        }
+        Ok(value)
+    }
+
     fn decode<T: DeserializeOwned>(&self, row: &QueryResult) -> Result<Doc<T>> {
         let f = self.facility();
         let id: i64 = row.try_get_by_index(0).in_facility(f)?;
@@ -272,7 +295,7 @@ impl DocumentStore {
         db: &C,
         doc: &T,
     ) -> Result<DocMeta> {
-        let value = self.encode(doc, "for insert")?;
+        let value = self.encode_doc(doc, "for insert")?;
         let row = db
             .query_one_raw(stmt(&self.sql()?.insert, vec![value]))
             .await
@@ -314,7 +337,7 @@ impl DocumentStore {
         expected_version: i64,
         doc: &T,
     ) -> Result<i64> {
-        let value = self.encode(doc, &format!("for document {id}"))?;
+        let value = self.encode_doc(doc, &format!("for document {id}"))?;
         let row = db
             .query_one_raw(stmt(
                 &self.sql()?.replace,

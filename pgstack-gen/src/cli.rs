@@ -1,0 +1,244 @@
+//! The `pgstack-gen` command line: generate, plan, check, migrate.
+//!
+//! [`run`] takes the arguments and two writers and returns the exit status, so tests drive the
+//! real commands in-process.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::GenError;
+use crate::project::Project;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "pgstack-gen",
+    version,
+    about = "Generate PostgreSQL migrations and typed Rust accessors from pgstack.toml"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a new migration holding only the change since the last one, and the accessors.
+    Generate {
+        #[arg(long, default_value = "pgstack.toml")]
+        spec: PathBuf,
+        /// Allow changes that lose data (dropping a facility or field, changing a type).
+        #[arg(long)]
+        allow_destructive: bool,
+    },
+    /// Print the SQL the next migration would hold; write nothing.
+    Plan {
+        #[arg(long, default_value = "pgstack.toml")]
+        spec: PathBuf,
+    },
+    /// Check that spec, recorded state and generated files agree (for CI).
+    Check {
+        #[arg(long, default_value = "pgstack.toml")]
+        spec: PathBuf,
+    },
+    /// Apply pending migrations under an advisory lock (safe from several processes at once).
+    Migrate {
+        #[arg(long, default_value = "pgstack.toml")]
+        spec: PathBuf,
+        /// Defaults to $DATABASE_URL.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
+}
+
+/// Exit status: success.
+pub const OK: u8 = 0;
+/// Exit status: a command failed, `check` found a mismatch, or a destructive change was refused.
+pub const FAILURE: u8 = 1;
+/// Exit status: the spec is invalid.
+pub const BAD_SPEC: u8 = 2;
+
+/// Runs one command. `args` includes the program name, as `std::env::args_os` does.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { FAILURE } else { OK };
+            let text = e.render().to_string();
+            let _ = if e.use_stderr() {
+                write!(err, "{text}")
+            } else {
+                write!(out, "{text}")
+            };
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Generate {
+            spec,
+            allow_destructive,
+        } => generate(&spec, allow_destructive, out, err),
+        Command::Plan { spec } => plan(&spec, out),
+        Command::Check { spec } => check(&spec, out, err),
+        Command::Migrate { spec, database_url } => migrate(&spec, database_url, out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(GenError::Spec(errors)) => {
+            for error in &errors.errors {
+                let _ = writeln!(err, "{error}");
+            }
+            let n = errors.errors.len();
+            let _ = writeln!(
+                err,
+                "pgstack-gen: {n} error{} in the spec; nothing was written",
+                if n == 1 { "" } else { "s" }
+            );
+            BAD_SPEC
+        }
+        Err(error) => {
+            let _ = writeln!(err, "pgstack-gen: {error}");
+            FAILURE
+        }
+    }
+}
+
+fn generate(
+    spec: &Path,
+    allow_destructive: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, GenError> {
+    let project = Project::open(spec)?;
+    let generation = project.generation(allow_destructive)?;
+    let report = project.write(&generation)?;
+    if let Some(name) = &generation.new_migration {
+        writeln!(out, "new migration {name}:")?;
+        for change in &generation.plan.changes {
+            writeln!(out, "  - {}", change.summary)?;
+        }
+    }
+    for path in &report.written {
+        writeln!(out, "wrote {}", show(&project, path))?;
+    }
+    for path in &report.removed {
+        writeln!(out, "removed {}", show(&project, path))?;
+    }
+    if report.written.is_empty() && report.removed.is_empty() {
+        writeln!(
+            out,
+            "pgstack-gen: everything is up to date; nothing written"
+        )?;
+    }
+    for note in &report.notes {
+        writeln!(err, "pgstack-gen: note: {note}")?;
+    }
+    Ok(OK)
+}
+
+fn plan(spec: &Path, out: &mut dyn Write) -> Result<u8, GenError> {
+    let project = Project::open(spec)?;
+    let generation = project.generation(true)?;
+    if generation.plan.is_empty() {
+        writeln!(out, "-- no changes: the recorded schema matches the spec")?;
+        return Ok(OK);
+    }
+    let destructive = generation.plan.destructive();
+    if !destructive.is_empty() {
+        writeln!(
+            out,
+            "-- destructive changes; `generate` needs --allow-destructive:"
+        )?;
+        for d in &destructive {
+            writeln!(out, "--   {d}")?;
+        }
+        writeln!(out)?;
+    }
+    for (summary, statements) in generation.plan.up_sql()? {
+        writeln!(out, "-- {summary}")?;
+        for statement in statements {
+            writeln!(out, "{statement}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(OK)
+}
+
+fn check(spec: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, GenError> {
+    let project = Project::open(spec)?;
+    let problems = project.check()?;
+    if problems.is_empty() {
+        writeln!(
+            out,
+            "pgstack-gen: {} agrees with its migrations and generated files",
+            spec.display()
+        )?;
+        return Ok(OK);
+    }
+    for problem in &problems {
+        writeln!(err, "pgstack-gen: {}", problem.message)?;
+        if let Some(diff) = &problem.diff {
+            writeln!(err, "{diff}")?;
+        }
+    }
+    writeln!(
+        err,
+        "help: run `pgstack-gen generate --spec {}` and commit the result",
+        spec.display()
+    )?;
+    Ok(FAILURE)
+}
+
+fn migrate(spec: &Path, database_url: Option<String>, out: &mut dyn Write) -> Result<u8, GenError> {
+    let project = Project::open(spec)?;
+    let migrations = project.migrations()?;
+    let Some(url) = database_url else {
+        return Err(GenError::Connect(
+            "no database given: pass --database-url or set DATABASE_URL".to_string(),
+        ));
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| GenError::Connect(format!("cannot start the async runtime: {e}")))?;
+    let report = runtime.block_on(async {
+        let mut options = sea_orm::ConnectOptions::new(url.as_str());
+        options
+            .max_connections(1)
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .sqlx_logging(false);
+        let db = sea_orm::Database::connect(options)
+            .await
+            .map_err(|e| GenError::Connect(e.to_string()))?;
+        let report = pgstack::migrate::apply(&db, &migrations).await?;
+        db.close().await.ok();
+        Ok::<_, GenError>(report)
+    })?;
+    for name in &report.applied {
+        writeln!(out, "applied {name}")?;
+    }
+    if report.applied.is_empty() {
+        writeln!(
+            out,
+            "pgstack-gen: nothing to apply; {} migration{} already applied",
+            report.already_applied,
+            if report.already_applied == 1 { "" } else { "s" }
+        )?;
+    }
+    Ok(OK)
+}
+
+/// A path relative to the working directory, as the user would type it.
+fn show(project: &Project, rel: &str) -> String {
+    let path = project.root.join(rel);
+    path.strip_prefix("./")
+        .unwrap_or(&path)
+        .display()
+        .to_string()
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The full test suite, as CI runs it: build, clippy (-D warnings), rustfmt, every test against a
+# real PostgreSQL, and `pgstack-gen check` on every committed spec.
+#
+# Tests create one database per test on PGSTACK_TEST_DATABASE_URL
+# (default postgres://postgres@127.0.0.1:5432/postgres).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash .ci/setup-postgres.sh
+
+# Snapshot tests fail on a difference instead of writing new snapshots.
+export INSTA_UPDATE=no
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "build"
+cargo build --workspace --all-targets --locked
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "rustfmt"
+cargo fmt --all --check
+step "tests"
+cargo test --workspace --locked
+step "pgstack-gen check"
+for spec in examples/*/pgstack.toml tests/pgstack.toml; do
+  ./target/debug/pgstack-gen check --spec "$spec"
+done
+step "all green"
