@@ -1,15 +1,7 @@
 //! A small, stable content hash for the state file: detects an edited or truncated migration.
 //! It is not a security measure; it only needs to be the same on every machine and release.
 
-/// FNV-1a, 64 bits.
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
+pub use pgstack_spec::names::fnv1a64;
 
 /// `fnv1a64:` and 16 hex digits, as recorded in `pgstack-state.json`.
 pub fn checksum(text: &str) -> String {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::error::GenError;
-use crate::schema::{Check, Column, Function, Index, Schema, Table, quote};
+use crate::schema::{Check, Column, Function, Index, Schema, Table, Trigger, quote};
 use crate::templates;
 
 /// One DDL statement. The variant name (snake_case) is the template under `templates/sql/`.
@@ -76,6 +76,17 @@ pub enum Step {
     },
     DropIndex {
         name: String,
+    },
+    SetComment {
+        table: String,
+        comment: Option<String>,
+    },
+    CreateTrigger {
+        trigger: Trigger,
+    },
+    DropTrigger {
+        name: String,
+        table: String,
     },
 }
 
@@ -278,7 +289,27 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
             })
     };
 
-    // A. Indexes that go away or change, unless their table is dropped anyway.
+    // A. Triggers and indexes that go away or change, unless their table is dropped anyway.
+    for (name, old_trigger) in &old.triggers {
+        if !new.tables.contains_key(&old_trigger.table)
+            || new.triggers.get(name) == Some(old_trigger)
+        {
+            continue;
+        }
+        changes.push(Change {
+            summary: format!("drop trigger `{name}` on `{}`", old_trigger.table),
+            facility: owner_of(new, &old_trigger.table),
+            verb: Verb::Alter,
+            destructive: None,
+            up: vec![Step::DropTrigger {
+                name: name.clone(),
+                table: old_trigger.table.clone(),
+            }],
+            down: vec![Step::CreateTrigger {
+                trigger: old_trigger.clone(),
+            }],
+        });
+    }
     for (name, old_index) in &old.indexes {
         if !new.tables.contains_key(&old_index.table) {
             continue;
@@ -301,19 +332,38 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
         });
     }
 
-    // B. Tables that go away.
+    // B. Tables that go away. Dropping a partitioned parent drops its partitions with it.
     for (name, old_table) in &old.tables {
         if new.tables.contains_key(name) {
+            continue;
+        }
+        let parent_dropped = old_table
+            .partition_of
+            .as_ref()
+            .is_some_and(|p| !new.tables.contains_key(&p.parent));
+        if parent_dropped {
             continue;
         }
         let mut down = vec![Step::CreateTable {
             table: old_table.clone(),
         }];
         down.extend(
+            old.tables
+                .values()
+                .filter(|t| t.partition_of.as_ref().is_some_and(|p| &p.parent == name))
+                .map(|t| Step::CreateTable { table: t.clone() }),
+        );
+        down.extend(
             old.indexes
                 .values()
                 .filter(|i| &i.table == name)
                 .map(|i| Step::CreateIndex { index: i.clone() }),
+        );
+        down.extend(
+            old.triggers
+                .values()
+                .filter(|t| &t.table == name)
+                .map(|t| Step::CreateTrigger { trigger: t.clone() }),
         );
         changes.push(Change {
             summary: format!("drop table `{name}` ({} removed)", old_table.owner()),
@@ -357,11 +407,14 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
         });
     }
 
-    // D. New tables.
-    for (name, table) in &new.tables {
-        if old.tables.contains_key(name) {
-            continue;
-        }
+    // D. New tables, parents before their partitions.
+    let mut new_tables: Vec<(&String, &Table)> = new
+        .tables
+        .iter()
+        .filter(|(name, _)| !old.tables.contains_key(*name))
+        .collect();
+    new_tables.sort_by_key(|(name, table)| (table.partition_of.is_some(), (*name).clone()));
+    for (name, table) in new_tables {
         changes.push(Change {
             summary: format!("create table `{name}` ({})", table.owner()),
             facility: Some(table.facility.clone()),
@@ -408,7 +461,31 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
         });
     }
 
-    // G. Helper functions no longer needed, once nothing uses them.
+    // G. Triggers that are new or changed, once their tables and functions exist.
+    for (name, trigger) in &new.triggers {
+        if old.triggers.get(name) == Some(trigger) && old.tables.contains_key(&trigger.table) {
+            continue;
+        }
+        changes.push(Change {
+            summary: format!("create trigger `{name}` on `{}`", trigger.table),
+            facility: owner_of(new, &trigger.table),
+            verb: if old.tables.contains_key(&trigger.table) {
+                Verb::Alter
+            } else {
+                Verb::Create
+            },
+            destructive: None,
+            up: vec![Step::CreateTrigger {
+                trigger: trigger.clone(),
+            }],
+            down: vec![Step::DropTrigger {
+                name: name.clone(),
+                table: trigger.table.clone(),
+            }],
+        });
+    }
+
+    // H. Helper functions no longer needed, once nothing uses them.
     for (name, function) in &old.functions {
         if new.functions.contains_key(name) {
             continue;
@@ -468,6 +545,12 @@ fn alter_table(old: &Table, new: &Table, changes: &mut Vec<Change>) -> Result<()
             })
         };
 
+    if old.partition_by != new.partition_by || old.partition_of != new.partition_of {
+        return Err(GenError::Unsupported(format!(
+            "how `{table}` ({owner}) is partitioned would change; pgstack-gen cannot migrate \
+             that\nhelp: declare a new facility and move the data"
+        )));
+    }
     if old.primary_key != new.primary_key {
         return Err(GenError::Unsupported(format!(
             "the primary key of `{table}` ({owner}) would change from ({}) to ({}); \
@@ -681,6 +764,21 @@ fn alter_table(old: &Table, new: &Table, changes: &mut Vec<Change>) -> Result<()
             None,
             vec![changed(&old.storage, &new.storage)],
             vec![changed(&new.storage, &old.storage)],
+        );
+    }
+
+    if old.comment != new.comment {
+        push(
+            format!("update the comment on `{table}` ({owner})"),
+            None,
+            vec![Step::SetComment {
+                table: table.clone(),
+                comment: new.comment.clone(),
+            }],
+            vec![Step::SetComment {
+                table: table.clone(),
+                comment: old.comment.clone(),
+            }],
         );
     }
 

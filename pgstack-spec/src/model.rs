@@ -4,6 +4,8 @@ use std::ops::Range;
 
 use serde::Serialize;
 
+use crate::duration::SpecDuration;
+
 /// A whole `pgstack.toml`, validated.
 #[derive(Clone, Debug, Serialize)]
 pub struct Spec {
@@ -12,6 +14,8 @@ pub struct Spec {
     pub kv: Vec<Kv>,
     /// `[[document]]` facilities, sorted by name.
     pub documents: Vec<Document>,
+    /// `[[queue]]` facilities, sorted by name.
+    pub queues: Vec<Queue>,
 }
 
 /// `[project]`.
@@ -67,6 +71,7 @@ impl FacilityKind {
 pub enum FacilityRef<'a> {
     Kv(&'a Kv),
     Document(&'a Document),
+    Queue(&'a Queue),
 }
 
 impl<'a> FacilityRef<'a> {
@@ -74,6 +79,7 @@ impl<'a> FacilityRef<'a> {
         match self {
             FacilityRef::Kv(_) => FacilityKind::Kv,
             FacilityRef::Document(_) => FacilityKind::Document,
+            FacilityRef::Queue(_) => FacilityKind::Queue,
         }
     }
 
@@ -81,6 +87,7 @@ impl<'a> FacilityRef<'a> {
         match self {
             FacilityRef::Kv(f) => &f.name,
             FacilityRef::Document(f) => &f.name,
+            FacilityRef::Queue(f) => &f.name,
         }
     }
 }
@@ -143,6 +150,60 @@ pub struct DocField {
     pub ty: FieldType,
     pub unique: bool,
     pub index: bool,
+}
+
+/// `[[queue]]`: a job queue.
+#[derive(Clone, Debug, Serialize)]
+pub struct Queue {
+    pub name: String,
+    /// The lease: a claimed job not completed, failed or extended within it is redelivered.
+    pub visibility_timeout: SpecDuration,
+    /// Attempts before a job is dead-lettered (or discarded).
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    /// Keep jobs that exhausted their attempts in `<name>_dead` (else they are discarded).
+    pub dead_letter: bool,
+    /// A `smallint priority` per job, lower runs first.
+    pub priorities: bool,
+    /// An optional `unique_key` per job; a duplicate enqueue returns the existing job.
+    pub unique: bool,
+    /// LISTEN/NOTIFY wake-ups on insert (workers still poll).
+    pub notify: bool,
+    /// Keep finished jobs in a range-partitioned `<name>_archive`; `None` deletes them.
+    pub archive: Option<Archive>,
+    pub payload: ValueType,
+    #[serde(skip)]
+    pub span: Range<usize>,
+}
+
+/// How long a failed job waits before its next attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Backoff {
+    pub kind: BackoffKind,
+    pub initial: SpecDuration,
+    pub max: SpecDuration,
+    /// Randomise each delay between half and all of its value, so retries spread out.
+    pub jitter: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackoffKind {
+    /// `initial * 2^(attempt - 1)`, capped at `max`.
+    Exponential,
+    /// `initial * attempt`, capped at `max`.
+    Linear,
+    /// Always `initial`.
+    Fixed,
+}
+
+/// `archive = { retention = "7d", partition = "1d" }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Archive {
+    /// Partitions wholly older than this are dropped by maintenance.
+    pub retention: SpecDuration,
+    /// The range of one partition: whole hours dividing a day, or whole days.
+    pub partition: SpecDuration,
 }
 
 /// Column types a spec may declare for fields.
@@ -215,6 +276,7 @@ impl Spec {
             .iter()
             .map(FacilityRef::Kv)
             .chain(self.documents.iter().map(FacilityRef::Document))
+            .chain(self.queues.iter().map(FacilityRef::Queue))
     }
 
     /// The facility called `name`, of any kind.

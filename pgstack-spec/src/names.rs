@@ -30,6 +30,26 @@ pub fn is_path_segment(segment: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// FNV-1a, 64 bits: a small stable hash for shortening names and checksumming files.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The LISTEN/NOTIFY channel of a queue: `pgstack.<schema>.<queue>`, or with the schema
+/// replaced by a hash when that would pass PostgreSQL's 63-byte limit.
+pub fn queue_channel(schema: &str, queue: &str) -> String {
+    let full = format!("pgstack.{schema}.{queue}");
+    if full.len() <= MAX_IDENT_BYTES {
+        return full;
+    }
+    format!("pgstack.{:08x}.{queue}", fnv1a64(schema.as_bytes()) as u32)
+}
+
 /// Rust keywords that cannot be field or module names without `r#`.
 pub fn is_rust_keyword(name: &str) -> bool {
     matches!(
@@ -104,6 +124,14 @@ mod tests {
         assert!(!is_facility_name("Emails"));
         assert!(!is_facility_name("user-profiles"));
         assert!(!is_facility_name("é"));
+    }
+
+    #[test]
+    fn channels_fit_in_63_bytes() {
+        assert_eq!(queue_channel("public", "emails"), "pgstack.public.emails");
+        let long = queue_channel(&"s".repeat(63), &"q".repeat(40));
+        assert!(long.len() <= 63, "{long}");
+        assert!(long.ends_with(&"q".repeat(40)));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use toml::de::{DeTable, DeValue};
 
+use crate::duration::SpecDuration;
 use crate::error::{Ctxt, SpecErrors};
 use crate::model::*;
 use crate::names::{is_facility_name, is_path_segment, is_rust_keyword, is_sql_name};
@@ -22,7 +23,6 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 
 /// Kinds the spec format defines but this version of pgstack does not generate yet.
 const NOT_YET: &[FacilityKind] = &[
-    FacilityKind::Queue,
     FacilityKind::Cache,
     FacilityKind::RateLimit,
     FacilityKind::Vector,
@@ -60,6 +60,13 @@ pub(crate) fn parse(path: &str, source: &str) -> Result<Spec, SpecErrors> {
             documents.push(f);
         }
     }
+    let mut queues = Vec::new();
+    for (table, span) in facility_tables(&mut cx, &top, FacilityKind::Queue) {
+        if let Some(f) = read_queue(&mut cx, &table, span, &mut names) {
+            queues.push(f);
+        }
+    }
+    check_table_names(&mut cx, &kv, &documents, &queues);
     for kind in NOT_YET {
         if let Some(span) = top.key_span(kind.key()) {
             cx.error(
@@ -68,7 +75,7 @@ pub(crate) fn parse(path: &str, source: &str) -> Result<Spec, SpecErrors> {
                     "`[[{}]]` facilities are not supported by this version of pgstack-gen yet; \
                      supported kinds: {}",
                     kind.key(),
-                    list(&["kv", "document"])
+                    list(&["kv", "document", "queue"])
                 ),
             );
         }
@@ -77,10 +84,12 @@ pub(crate) fn parse(path: &str, source: &str) -> Result<Spec, SpecErrors> {
     cx.finish()?;
     kv.sort_by(|a, b| a.name.cmp(&b.name));
     documents.sort_by(|a, b| a.name.cmp(&b.name));
+    queues.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Spec {
         project,
         kv,
         documents,
+        queues,
     })
 }
 
@@ -211,6 +220,18 @@ fn allowed_keys(kind: FacilityKind) -> &'static [&'static str] {
     match kind {
         FacilityKind::Kv => &["name", "value", "expiry"],
         FacilityKind::Document => &["name", "gin", "fields"],
+        FacilityKind::Queue => &[
+            "name",
+            "visibility_timeout",
+            "max_attempts",
+            "backoff",
+            "dead_letter",
+            "priorities",
+            "unique",
+            "notify",
+            "archive",
+            "payload",
+        ],
         _ => &[],
     }
 }
@@ -441,4 +462,207 @@ fn field_type(cx: &mut Ctxt<'_>, value: &Value<'_>, context: &str) -> Option<Fie
             None
         }
     }
+}
+
+fn read_queue(
+    cx: &mut Ctxt<'_>,
+    table: &Table<'_, '_>,
+    span: Range<usize>,
+    names: &mut Names,
+) -> Option<Queue> {
+    let name = read_name(cx, table, FacilityKind::Queue, names);
+    let visibility_timeout = table
+        .duration(cx, "visibility_timeout")
+        .unwrap_or(SpecDuration::from_millis(30_000));
+    if visibility_timeout.as_millis() < 1_000
+        && let Some(span) = table.key_span("visibility_timeout")
+    {
+        cx.error(
+            &span,
+            format!(
+                "`visibility_timeout` in {} must be at least 1s, found `{visibility_timeout}`",
+                table.context
+            ),
+        );
+    }
+    let max_attempts = table
+        .integer(cx, "max_attempts", (1, 1000), "")
+        .map_or(5, |(n, _)| n as u32);
+    let backoff = read_backoff(cx, table);
+    let archive = read_archive(cx, table);
+    Some(Queue {
+        name: name?,
+        visibility_timeout,
+        max_attempts,
+        backoff,
+        dead_letter: table.bool(cx, "dead_letter", true),
+        priorities: table.bool(cx, "priorities", false),
+        unique: table.bool(cx, "unique", false),
+        notify: table.bool(cx, "notify", true),
+        archive,
+        payload: table.choice(
+            cx,
+            "payload",
+            &[("jsonb", ValueType::Jsonb), ("bytea", ValueType::Bytea)],
+            ValueType::Jsonb,
+        ),
+        span,
+    })
+}
+
+fn read_backoff(cx: &mut Ctxt<'_>, queue: &Table<'_, '_>) -> Backoff {
+    let mut backoff = Backoff {
+        kind: BackoffKind::Exponential,
+        initial: SpecDuration::from_millis(1_000),
+        max: SpecDuration::from_millis(600_000),
+        jitter: true,
+    };
+    let Some(value) = queue.get("backoff") else {
+        return backoff;
+    };
+    let context = format!("`backoff` of {}", queue.context);
+    let Some(table) = Table::open(cx, value, context, &["kind", "initial", "max", "jitter"]) else {
+        return backoff;
+    };
+    backoff.kind = table.choice(
+        cx,
+        "kind",
+        &[
+            ("exponential", BackoffKind::Exponential),
+            ("linear", BackoffKind::Linear),
+            ("fixed", BackoffKind::Fixed),
+        ],
+        BackoffKind::Exponential,
+    );
+    if let Some(d) = table.duration(cx, "initial") {
+        backoff.initial = d;
+    }
+    if let Some(d) = table.duration(cx, "max") {
+        backoff.max = d;
+    }
+    backoff.jitter = table.bool(cx, "jitter", true);
+    if backoff.max < backoff.initial {
+        let span = table.key_span("max").unwrap_or(table.span.clone());
+        cx.error(
+            &span,
+            format!(
+                "`max` ({}) in {} must not be shorter than `initial` ({})",
+                backoff.max, table.context, backoff.initial
+            ),
+        );
+    }
+    backoff
+}
+
+/// Partition sizes maintenance can name and align: whole hours dividing a day, or whole days.
+fn valid_partition(d: SpecDuration) -> bool {
+    const HOUR: u64 = 3_600_000;
+    const DAY: u64 = 24 * HOUR;
+    let ms = d.as_millis();
+    ((HOUR..DAY).contains(&ms) && ms.is_multiple_of(HOUR) && DAY.is_multiple_of(ms))
+        || (ms >= DAY && ms.is_multiple_of(DAY))
+}
+
+fn read_archive(cx: &mut Ctxt<'_>, queue: &Table<'_, '_>) -> Option<Archive> {
+    let value = queue.get("archive")?;
+    let context = format!("`archive` of {}", queue.context);
+    let table = Table::open(cx, value, context, &["retention", "partition"])?;
+    let partition = table
+        .duration(cx, "partition")
+        .unwrap_or(SpecDuration::from_millis(86_400_000));
+    let retention = match table.duration(cx, "retention") {
+        Some(r) => r,
+        None => {
+            if table.get("retention").is_none() {
+                cx.error(
+                    &table.span,
+                    format!(
+                        "{} is missing `retention`; say how long finished jobs are kept, e.g. `\"7d\"`",
+                        table.context
+                    ),
+                );
+            }
+            return None;
+        }
+    };
+    if !valid_partition(partition) {
+        let span = table.key_span("partition").unwrap_or(table.span.clone());
+        cx.error(
+            &span,
+            format!(
+                "`partition` in {} must be whole hours dividing a day (`1h`, `2h`, `3h`, `4h`, \
+                 `6h`, `8h`, `12h`) or whole days (`1d`, `7d`), found `{partition}`",
+                table.context
+            ),
+        );
+    }
+    if retention < partition {
+        let span = table.key_span("retention").unwrap_or(table.span.clone());
+        cx.error(
+            &span,
+            format!(
+                "`retention` ({retention}) in {} must be at least one `partition` ({partition})",
+                table.context
+            ),
+        );
+    }
+    Some(Archive {
+        retention,
+        partition,
+    })
+}
+
+/// Tables each facility creates, by name; two facilities must not claim the same one.
+fn check_table_names(cx: &mut Ctxt<'_>, kv: &[Kv], documents: &[Document], queues: &[Queue]) {
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    let mut claims: Vec<(String, String, Range<usize>)> = Vec::new();
+    for f in kv {
+        claims.push((
+            f.name.clone(),
+            format!("[[kv]] `{}`", f.name),
+            f.span.clone(),
+        ));
+    }
+    for f in documents {
+        claims.push((
+            f.name.clone(),
+            format!("[[document]] `{}`", f.name),
+            f.span.clone(),
+        ));
+    }
+    for q in queues {
+        let owner = format!("[[queue]] `{}`", q.name);
+        for table in queue_tables(q) {
+            claims.push((table, owner.clone(), q.span.clone()));
+        }
+    }
+    claims.sort_by_key(|(_, _, span)| span.start);
+    for (table, owner, span) in claims {
+        if let Some(first) = owners.get(&table) {
+            if first != &owner {
+                cx.error(
+                    &span,
+                    format!(
+                        "{owner} needs a table named `{table}`, which {first} already uses; \
+                         rename one of them"
+                    ),
+                );
+            }
+        } else {
+            owners.insert(table, owner);
+        }
+    }
+}
+
+/// The tables a queue owns.
+pub fn queue_tables(queue: &Queue) -> Vec<String> {
+    let mut tables = vec![queue.name.clone()];
+    if queue.dead_letter {
+        tables.push(format!("{}_dead", queue.name));
+    }
+    if queue.archive.is_some() {
+        tables.push(format!("{}_archive", queue.name));
+        tables.push(format!("{}_archive_default", queue.name));
+    }
+    tables
 }

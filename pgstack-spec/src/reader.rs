@@ -122,7 +122,6 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// An integer within `range`, inclusive; out-of-range values name the range.
-    #[allow(dead_code)] // used by the queue, cache, rate-limit and vector kinds
     pub(crate) fn integer(
         &self,
         cx: &mut Ctxt<'_>,
@@ -196,7 +195,6 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
-    #[allow(dead_code)] // used by the queue, cache and rate-limit kinds
     pub(crate) fn duration(&self, cx: &mut Ctxt<'_>, key: &str) -> Option<SpecDuration> {
         let (text, span) = self.string(cx, key)?;
         match SpecDuration::parse(text) {

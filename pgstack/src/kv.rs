@@ -47,7 +47,8 @@ pub enum ValueKind {
 }
 
 impl ValueKind {
-    fn sql(self) -> &'static str {
+    /// The column type: `jsonb` or `bytea`.
+    pub fn sql(self) -> &'static str {
         match self {
             ValueKind::Jsonb => "jsonb",
             ValueKind::Bytea => "bytea",

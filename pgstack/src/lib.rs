@@ -10,9 +10,20 @@ pub mod error;
 pub mod ident;
 pub mod kv;
 pub mod migrate;
+pub mod queue;
 mod sql;
 
 pub use error::{Error, Result};
+
+/// `#[derive(Queue)]` (and the other derives): bind a type to a facility in `pgstack.toml`.
+pub use pgstack_derive::Queue;
+
+/// Paths the derives expand to; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::kv::ValueKind;
+    pub use crate::queue::{ArchiveDef, Backoff, BackoffKind, Job, Queue, QueueDef};
+}
 
 /// Re-exported so generated code and users agree on versions.
 pub use chrono;

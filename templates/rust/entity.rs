@@ -3,7 +3,7 @@
 ///
 /// {{ entity.note }}
 {%- endif %}
-pub mod entity {
+pub mod {{ entity.module }} {
     use sea_orm::entity::prelude::*;
 
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]

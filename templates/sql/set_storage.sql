@@ -1,6 +1,6 @@
 {%- if set %}
 ALTER TABLE {{ schema | quote }}.{{ table | quote }}
-    SET ({% for key, value in set %}{{ key }} = {{ value }}{% if not loop.last %}, {% endif %}{% endfor %});
+    SET ({% for key in set | keys | sort %}{{ key }} = {{ set[key] }}{% if not loop.last %}, {% endif %}{% endfor %});
 {%- endif %}
 {%- if reset %}
 ALTER TABLE {{ schema | quote }}.{{ table | quote }}

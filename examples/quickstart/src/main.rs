@@ -15,9 +15,18 @@ mod db;
 
 use std::time::Duration;
 
-use db::{sessions, settings, user_profiles};
+use db::{emails, sessions, settings, user_profiles};
+use pgstack::queue::{Delivery, EnqueueOptions, Job, Worker};
 use sea_orm::{Database, TransactionTrait};
 use serde::{Deserialize, Serialize};
+
+/// A job for the `emails` queue; `#[derive(Queue)]` checks the queue against pgstack.toml.
+#[derive(Debug, Serialize, Deserialize, pgstack::Queue)]
+#[pgstack(queue = "emails")]
+struct WelcomeEmail {
+    to: String,
+    name: String,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Address {
@@ -99,10 +108,44 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     settings::STORE
         .set(&txn, "users.last_signup", &meta.id)
         .await?;
+    // The welcome email is enqueued in the same transaction: no profile without its email,
+    // no email for a signup that rolled back. The unique key makes a retried request enqueue
+    // nothing new.
+    let welcome = WelcomeEmail {
+        to: email.clone(),
+        name: "Ada".into(),
+    }
+    .enqueue_with(
+        &txn,
+        &EnqueueOptions::default().unique_key(format!("welcome:{email}")),
+    )
+    .await?;
     txn.commit().await?;
     println!(
         "user_profiles: inserted document {} (version {})",
         meta.id, meta.version
+    );
+    println!("emails: enqueued welcome email as job {}", welcome.id);
+
+    // A worker: claims in batches, runs handlers concurrently, wakes on NOTIFY, settles
+    // results in batches; shutdown lets running jobs finish.
+    let worker = Worker::new(&db, &emails::QUEUE)
+        .handle(|email: Delivery<WelcomeEmail>| async move {
+            println!(
+                "emails: sending welcome email to {} <{}> (attempt {})",
+                email.job.name, email.job.to, email.attempt
+            );
+            Ok(())
+        })
+        .start()?;
+    while worker.stats().completed == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = worker.shutdown(Duration::from_secs(5)).await;
+    let metrics = emails::QUEUE.metrics(&db, 1000).await?;
+    println!(
+        "emails: worker completed {} job(s); queue now ready={} running={} dead={}",
+        stats.completed, metrics.ready, metrics.running, metrics.dead
     );
 
     let found = user_profiles::STORE

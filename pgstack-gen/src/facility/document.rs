@@ -3,9 +3,9 @@
 use pgstack_spec::{DocField, Document, FieldType, GinOps, Spec};
 use serde::Serialize;
 
-use super::EntityCtx;
+use super::{EntityCtx, add_function};
 use crate::error::GenError;
-use crate::schema::{Check, Column, Function, Index, Schema, Table, literal, object_name, quote};
+use crate::schema::{Check, Column, Index, Schema, Table, literal, object_name, quote};
 use crate::templates;
 
 pub(super) fn add_objects(document: &Document, schema: &mut Schema) -> Result<(), GenError> {
@@ -35,6 +35,9 @@ pub(super) fn add_objects(document: &Document, schema: &mut Schema) -> Result<()
         }],
         unlogged: false,
         storage: Default::default(),
+        partition_by: None,
+        partition_of: None,
+        comment: None,
     });
     let gin_keys = match document.gin {
         GinOps::JsonbPathOps => Some(format!("{} jsonb_path_ops", quote("doc"))),
@@ -76,25 +79,6 @@ pub(super) fn add_objects(document: &Document, schema: &mut Schema) -> Result<()
     {
         add_function(schema, "iso_timestamptz", "text")?;
     }
-    Ok(())
-}
-
-fn add_function(schema: &mut Schema, function: &str, args: &str) -> Result<(), GenError> {
-    #[derive(Serialize)]
-    struct Ctx<'a> {
-        schema: &'a str,
-    }
-    let definition = templates::render(
-        &format!("sql/functions/{function}.sql"),
-        &Ctx {
-            schema: &schema.schema,
-        },
-    )?;
-    schema.add_function(Function {
-        name: format!("pgstack_{function}"),
-        args: args.to_string(),
-        definition,
-    });
     Ok(())
 }
 

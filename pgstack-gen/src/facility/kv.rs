@@ -29,6 +29,9 @@ pub(super) fn add_objects(kv: &Kv, schema: &mut Schema) {
         unlogged: false,
         // Updates rewrite `value` in place; free space on the page lets them stay HOT.
         storage: BTreeMap::from([("fillfactor".to_string(), "90".to_string())]),
+        partition_by: None,
+        partition_of: None,
+        comment: None,
     };
     schema.add_table(table);
     if kv.expiry {

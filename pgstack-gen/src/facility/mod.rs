@@ -6,12 +6,13 @@
 
 mod document;
 mod kv;
+mod queue;
 
 use pgstack_spec::Spec;
 use serde::Serialize;
 
 use crate::error::GenError;
-use crate::schema::{Column, Schema, Table};
+use crate::schema::{Column, Function, Schema, Table};
 use crate::templates;
 
 /// The schema every facility of `spec` needs, in one PostgreSQL schema.
@@ -22,6 +23,9 @@ pub fn desired_schema(spec: &Spec) -> Result<Schema, GenError> {
     }
     for document in &spec.documents {
         document::add_objects(document, &mut schema)?;
+    }
+    for queue in &spec.queues {
+        queue::add_objects(queue, &mut schema)?;
     }
     Ok(schema)
 }
@@ -51,6 +55,13 @@ pub fn accessor_modules(spec: &Spec, spec_file: &str) -> Result<Vec<Module>, Gen
             contents: templates::format_rust(&document.name, &source, &header)?,
         });
     }
+    for queue in &spec.queues {
+        let source = queue::render(queue, spec, &schema, spec_file)?;
+        modules.push(Module {
+            name: format!("{}.rs", queue.name),
+            contents: templates::format_rust(&queue.name, &source, &header)?,
+        });
+    }
     let mut names: Vec<&str> = spec.facilities().map(|f| f.name()).collect();
     names.sort();
     #[derive(Serialize)]
@@ -73,9 +84,35 @@ pub fn accessor_modules(spec: &Spec, spec_file: &str) -> Result<Vec<Module>, Gen
     Ok(modules)
 }
 
+/// Adds the helper function `pgstack_<function>` rendered from `sql/functions/<function>.sql`.
+/// Facilities sharing a helper add the same definition; the schema keeps one.
+pub(crate) fn add_function(
+    schema: &mut Schema,
+    function: &str,
+    args: &str,
+) -> Result<(), GenError> {
+    #[derive(Serialize)]
+    struct Ctx<'a> {
+        schema: &'a str,
+    }
+    let definition = templates::render(
+        &format!("sql/functions/{function}.sql"),
+        &Ctx {
+            schema: &schema.schema,
+        },
+    )?;
+    schema.add_function(Function {
+        name: format!("pgstack_{function}"),
+        args: args.to_string(),
+        definition,
+    });
+    Ok(())
+}
+
 /// What the `rust/entity.rs` template needs to write a SeaORM entity for a table.
 #[derive(Serialize)]
 pub(crate) struct EntityCtx {
+    module: String,
     table: String,
     note: Option<String>,
     fields: Vec<EntityField>,
@@ -90,12 +127,18 @@ struct EntityField {
 
 impl EntityCtx {
     pub(crate) fn new(table: &Table, note: Option<&str>) -> EntityCtx {
+        EntityCtx::named("entity", table, note)
+    }
+
+    /// An entity in a module other than `entity` (for facilities with several tables).
+    pub(crate) fn named(module: &str, table: &Table, note: Option<&str>) -> EntityCtx {
         let fields = table
             .columns
             .iter()
             .map(|column| entity_field(table, column))
             .collect();
         EntityCtx {
+            module: module.to_string(),
             table: table.name.clone(),
             note: note.map(str::to_string),
             fields,
@@ -108,6 +151,7 @@ fn entity_field(table: &Table, column: &Column) -> EntityField {
         "text" => ("String", Some("Text")),
         "bigint" => ("i64", None),
         "integer" => ("i32", None),
+        "smallint" => ("i16", None),
         "boolean" => ("bool", None),
         "double precision" => ("f64", None),
         "timestamptz" => ("DateTimeWithTimeZone", None),

@@ -6,8 +6,11 @@
 
 #![allow(dead_code)]
 
+pub mod archived;
 pub mod blobs;
 pub mod flags;
+pub mod jobs;
 pub mod notes;
 pub mod profiles;
+pub mod raw_jobs;
 pub mod settings;

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod emails;
 pub mod sessions;
 pub mod settings;
 pub mod user_profiles;

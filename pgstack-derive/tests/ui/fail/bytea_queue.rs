@@ -1,0 +1,9 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, pgstack::Queue)]
+#[pgstack(queue = "blobs")]
+struct Blob {
+    bytes: Vec<u8>,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, pgstack::Queue)]
+struct SendEmail {
+    to: String,
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[derive(pgstack::Queue)]
+#[pgstack(queue = "emails")]
+struct SendEmail {
+    to: String,
+}
+
+fn main() {}

@@ -1,0 +1,1138 @@
+//! Job queues (`[[queue]]`): enqueue in the caller's transaction, claim with leases in one
+//! statement, complete and fail in batches, retries with backoff, dead letters, a partitioned
+//! archive, and a worker runtime ([`Worker`]).
+//!
+//! ```no_run
+//! # async fn demo(db: &sea_orm::DatabaseConnection, queue: &'static pgstack::queue::Queue) -> pgstack::Result<()> {
+//! use pgstack::queue::{EnqueueOptions, Worker};
+//! use std::time::Duration;
+//!
+//! // Untyped: any serde payload, a `kind` string to route it.
+//! queue
+//!     .enqueue(db, "send_email", &serde_json::json!({"to": "a@example.com"}), &EnqueueOptions::default())
+//!     .await?;
+//!
+//! // A worker: handlers per kind, batch claims, batched completions, NOTIFY wake-ups.
+//! let worker = Worker::new(db, queue)
+//!     .handle_raw("send_email", |job| async move {
+//!         println!("sending {:?}", job.payload);
+//!         Ok(())
+//!     })
+//!     .concurrency(16)
+//!     .start()?;
+//! worker.shutdown(Duration::from_secs(10)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! Delivery is at least once: a job whose worker dies is redelivered when its lease
+//! (`visibility_timeout`) expires. Every completion, failure, heartbeat and release names the
+//! attempt it was claimed with, so a worker that lost its lease to a redelivery changes nothing.
+
+mod maintenance;
+mod worker;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::ArrayType;
+use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use maintenance::MaintenanceReport;
+pub use worker::{Delivery, JobError, Worker, WorkerHandle, WorkerStats};
+
+use crate::error::{DbContext, Error, Result};
+use crate::ident::{Ident, TableName};
+use crate::kv::ValueKind;
+use crate::sql::SqlFile;
+
+/// How long a failed job waits before its next attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub kind: BackoffKind,
+    pub initial_ms: u64,
+    pub max_ms: u64,
+    /// Each delay is multiplied by a random factor in `[0.5, 1]` (on the server).
+    pub jitter: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackoffKind {
+    /// `initial * 2^(attempt - 1)`, capped at `max`.
+    Exponential,
+    /// `initial * attempt`, capped at `max`.
+    Linear,
+    /// Always `initial`.
+    Fixed,
+}
+
+impl Backoff {
+    /// The delay after failed attempt `attempt` (1-based), before jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let attempt = attempt.max(1);
+        let ms = match self.kind {
+            BackoffKind::Exponential => {
+                let factor = 1u64.checked_shl(attempt - 1).unwrap_or(u64::MAX);
+                self.initial_ms.saturating_mul(factor)
+            }
+            BackoffKind::Linear => self.initial_ms.saturating_mul(u64::from(attempt)),
+            BackoffKind::Fixed => self.initial_ms,
+        };
+        Duration::from_millis(ms.min(self.max_ms))
+    }
+}
+
+/// The archive's partitioning, from `archive = { retention, partition }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArchiveDef {
+    pub retention_ms: u64,
+    pub partition_ms: u64,
+}
+
+/// Everything the runtime knows about a `[[queue]]`, generated from the spec.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueDef {
+    pub schema: &'static str,
+    pub table: &'static str,
+    pub payload: ValueKind,
+    pub visibility_timeout_ms: u64,
+    pub max_attempts: u32,
+    pub backoff: Backoff,
+    pub dead_letter: bool,
+    pub priorities: bool,
+    pub unique: bool,
+    /// The LISTEN/NOTIFY channel when `notify = true`.
+    pub notify_channel: Option<&'static str>,
+    pub archive: Option<ArchiveDef>,
+}
+
+impl QueueDef {
+    pub fn visibility_timeout(&self) -> Duration {
+        Duration::from_millis(self.visibility_timeout_ms)
+    }
+}
+
+/// A job's payload: JSON for `payload = "jsonb"` queues, bytes for `"bytea"`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Json(serde_json::Value),
+    Bytes(Vec<u8>),
+}
+
+impl Payload {
+    /// Decodes a JSON payload into `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> std::result::Result<T, String> {
+        match self {
+            Payload::Json(json) => T::deserialize(json).map_err(|e| e.to_string()),
+            Payload::Bytes(_) => Err("the payload is bytes, not JSON".to_string()),
+        }
+    }
+
+    pub fn as_json(&self) -> Option<&serde_json::Value> {
+        match self {
+            Payload::Json(json) => Some(json),
+            Payload::Bytes(_) => None,
+        }
+    }
+
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Payload::Bytes(bytes) => Some(bytes),
+            Payload::Json(_) => None,
+        }
+    }
+}
+
+/// Options for one enqueue. `Default` runs the job as soon as possible.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EnqueueOptions {
+    /// Run no earlier than this time (wins over `delay`).
+    pub run_at: Option<DateTime<Utc>>,
+    /// Run no earlier than this long after the enqueue, on the database clock.
+    pub delay: Option<Duration>,
+    /// Lower runs first; needs `priorities = true` (default 0).
+    pub priority: Option<i16>,
+    /// A waiting or running job with the same key makes this enqueue return it instead;
+    /// needs `unique = true`.
+    pub unique_key: Option<String>,
+    /// Overrides the spec's `max_attempts` for this job.
+    pub max_attempts: Option<u32>,
+}
+
+impl EnqueueOptions {
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    pub fn priority(mut self, priority: i16) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+}
+
+/// A job for [`Queue::enqueue_many`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewJob {
+    pub kind: String,
+    pub payload: Payload,
+    pub options: EnqueueOptions,
+}
+
+impl NewJob {
+    /// A JSON job of `kind`.
+    pub fn json<T: Serialize + ?Sized>(kind: &str, payload: &T) -> Result<NewJob> {
+        let json = serde_json::to_value(payload).map_err(|source| Error::Json {
+            facility: String::new(),
+            direction: "encode",
+            what: format!("payload of a `{kind}` job"),
+            source,
+        })?;
+        Ok(NewJob {
+            kind: kind.to_string(),
+            payload: Payload::Json(json),
+            options: EnqueueOptions::default(),
+        })
+    }
+
+    pub fn with(mut self, options: EnqueueOptions) -> NewJob {
+        self.options = options;
+        self
+    }
+}
+
+/// What an enqueue returns: the job's id, and whether it already existed (unique key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: i64,
+    pub duplicate: bool,
+}
+
+/// The fencing token of a claimed job: its id and the attempt it was claimed with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct JobToken {
+    pub id: i64,
+    pub attempt: i32,
+}
+
+/// A job claimed by [`Queue::claim`]; it is leased until `lease_expires_at`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub kind: String,
+    pub payload: Payload,
+    pub priority: i16,
+    /// 1 on the first delivery.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub unique_key: Option<String>,
+    pub lease_expires_at: DateTime<Utc>,
+    /// The error of the previous attempt, if it failed.
+    pub last_error: Option<String>,
+}
+
+impl ClaimedJob {
+    pub fn token(&self) -> JobToken {
+        JobToken {
+            id: self.id,
+            attempt: self.attempt,
+        }
+    }
+}
+
+/// A failed attempt, for [`Queue::fail`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub token: JobToken,
+    pub max_attempts: i32,
+    pub error: String,
+    /// Dead-letter at once whatever the attempts left (a payload that can never work).
+    pub discard: bool,
+}
+
+impl Failure {
+    pub fn of(job: &ClaimedJob, error: impl Into<String>) -> Failure {
+        Failure {
+            token: job.token(),
+            max_attempts: job.max_attempts,
+            error: error.into(),
+            discard: false,
+        }
+    }
+}
+
+/// What [`Queue::fail`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailReport {
+    /// Ids scheduled for another attempt.
+    pub retried: Vec<i64>,
+    /// Ids moved to the dead-letter table (or archived as discarded, or deleted).
+    pub dead: Vec<i64>,
+}
+
+/// A job in the dead-letter table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadJob {
+    pub id: i64,
+    pub kind: String,
+    pub payload: Payload,
+    pub priority: i16,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub unique_key: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub failed_at: DateTime<Utc>,
+}
+
+/// Queue depth without scanning the table: each count reads a partial index and stops at
+/// `cap` (a count equal to `cap` means at least that many).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueMetrics {
+    /// Claimable now (including jobs whose lease expired).
+    pub ready: u64,
+    /// Claimed, lease still running.
+    pub running: u64,
+    /// Waiting for their run time or retry time.
+    pub scheduled: u64,
+    pub dead: u64,
+    /// How long the oldest claimable job has been waiting.
+    pub oldest_ready_age: Option<Duration>,
+    pub cap: u64,
+}
+
+/// The largest batch any one statement takes.
+pub const MAX_BATCH: usize = 10_000;
+
+struct QueueSql {
+    enqueue: String,
+    enqueue_many: String,
+    claim: String,
+    complete: String,
+    retry: String,
+    kill: String,
+    extend: String,
+    release: String,
+    notify: String,
+    next_visible: String,
+    dead_list: Option<String>,
+    redrive: Option<String>,
+    dead_ids: Option<String>,
+    metrics: String,
+}
+
+fn sql_file() -> &'static SqlFile {
+    static FILE: OnceLock<SqlFile> = OnceLock::new();
+    FILE.get_or_init(|| SqlFile::parse(include_str!("../../sql/queue.sql")))
+}
+
+impl QueueSql {
+    fn new(def: &QueueDef) -> Result<QueueSql> {
+        let table = TableName::new(def.schema, def.table)?;
+        let schema = Ident::new(def.schema)?;
+        let dead = format!("{schema}.{}", Ident::new(&format!("{}_dead", def.table))?);
+        let archive = format!(
+            "{schema}.{}",
+            Ident::new(&format!("{}_archive", def.table))?
+        );
+        let dead_count = if def.dead_letter {
+            format!("(SELECT count(*) FROM (SELECT 1 FROM {dead} LIMIT $1) AS d)")
+        } else {
+            "0::bigint".to_string()
+        };
+        let table = table.to_string();
+        let vars = [
+            ("table", table.as_str()),
+            ("dead", dead.as_str()),
+            ("archive", archive.as_str()),
+            (
+                "ready_order",
+                if def.priorities {
+                    "priority, visible_at"
+                } else {
+                    "visible_at"
+                },
+            ),
+            ("payload_type", def.payload.sql()),
+            ("dead_count", dead_count.as_str()),
+        ];
+        let file = sql_file();
+        let get = |name: &str| file.get(name, &vars);
+        let kill = if def.dead_letter {
+            "QueueKillDead"
+        } else if def.archive.is_some() {
+            "QueueKillArchive"
+        } else {
+            "QueueKillDelete"
+        };
+        Ok(QueueSql {
+            enqueue: get(if def.unique {
+                "QueueEnqueueUnique"
+            } else {
+                "QueueEnqueue"
+            }),
+            enqueue_many: get(if def.unique {
+                "QueueEnqueueManyUnique"
+            } else {
+                "QueueEnqueueMany"
+            }),
+            claim: get("QueueClaim"),
+            complete: get(if def.archive.is_some() {
+                "QueueCompleteArchive"
+            } else {
+                "QueueComplete"
+            }),
+            retry: get("QueueRetry"),
+            kill: get(kill),
+            extend: get("QueueExtend"),
+            release: get("QueueRelease"),
+            notify: get("QueueNotify"),
+            next_visible: get("QueueNextVisible"),
+            dead_list: def.dead_letter.then(|| get("QueueDeadList")),
+            redrive: def.dead_letter.then(|| get("QueueRedrive")),
+            dead_ids: def.dead_letter.then(|| get("QueueDeadIds")),
+            metrics: get("QueueMetrics"),
+        })
+    }
+}
+
+fn stmt(sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+fn array<T: Into<Value>>(ty: ArrayType, items: Vec<T>) -> Value {
+    Value::Array(
+        ty,
+        Some(Box::new(items.into_iter().map(Into::into).collect())),
+    )
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A `[[queue]]`: the untyped API. Typed jobs (`#[derive(Queue)]`) go through [`Job`].
+pub struct Queue {
+    def: QueueDef,
+    sql: OnceLock<std::result::Result<QueueSql, String>>,
+}
+
+impl Queue {
+    pub const fn new(def: QueueDef) -> Queue {
+        Queue {
+            def,
+            sql: OnceLock::new(),
+        }
+    }
+
+    pub fn def(&self) -> &QueueDef {
+        &self.def
+    }
+
+    fn name(&self) -> &'static str {
+        self.def.table
+    }
+
+    fn sql(&self) -> Result<&QueueSql> {
+        self.sql
+            .get_or_init(|| QueueSql::new(&self.def).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|_| {
+                Error::InvalidIdentifier(format!("{}.{}", self.def.schema, self.def.table))
+            })
+    }
+
+    fn invalid(&self, message: String) -> Error {
+        Error::InvalidArgument {
+            facility: self.name().to_string(),
+            message,
+        }
+    }
+
+    fn encode(&self, payload: &Payload) -> Result<Value> {
+        match (payload, self.def.payload) {
+            (Payload::Json(json), ValueKind::Jsonb) => {
+                Ok(Value::Json(Some(Box::new(json.clone()))))
+            }
+            (Payload::Bytes(bytes), ValueKind::Bytea) => Ok(Value::Bytes(Some(bytes.clone()))),
+            (Payload::Json(_), ValueKind::Bytea) => Err(self.invalid(
+                "this queue stores bytea payloads; enqueue bytes (Payload::Bytes)".to_string(),
+            )),
+            (Payload::Bytes(_), ValueKind::Jsonb) => Err(self.invalid(
+                "this queue stores jsonb payloads; enqueue JSON (Payload::Json)".to_string(),
+            )),
+        }
+    }
+
+    fn decode_payload(&self, row: &QueryResult, index: usize) -> Result<Payload> {
+        let f = self.name();
+        Ok(match self.def.payload {
+            ValueKind::Jsonb => Payload::Json(row.try_get_by_index(index).in_facility(f)?),
+            ValueKind::Bytea => Payload::Bytes(row.try_get_by_index(index).in_facility(f)?),
+        })
+    }
+
+    /// Checks options against the spec; returns (priority, max_attempts, unique_key).
+    fn check_options(&self, kind: &str, options: &EnqueueOptions) -> Result<(i16, i32, String)> {
+        if kind.is_empty() || kind.contains('\0') {
+            return Err(self.invalid(format!(
+                "job kind {kind:?} must be non-empty text without NUL characters"
+            )));
+        }
+        let priority = match options.priority {
+            Some(p) if p != 0 && !self.def.priorities => {
+                return Err(Error::Unsupported {
+                    facility: self.name().to_string(),
+                    what: "job priorities",
+                    help: "set `priorities = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`",
+                });
+            }
+            Some(p) => p,
+            None => 0,
+        };
+        let unique_key = match &options.unique_key {
+            Some(_) if !self.def.unique => {
+                return Err(Error::Unsupported {
+                    facility: self.name().to_string(),
+                    what: "unique keys",
+                    help: "set `unique = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`",
+                });
+            }
+            Some(key) if key.is_empty() || key.contains('\0') => {
+                return Err(self.invalid(format!(
+                    "unique key {key:?} must be non-empty text without NUL characters"
+                )));
+            }
+            Some(key) => key.clone(),
+            None => String::new(),
+        };
+        let max_attempts = options.max_attempts.unwrap_or(self.def.max_attempts);
+        if max_attempts == 0 || max_attempts > 1000 {
+            return Err(self.invalid(format!(
+                "max_attempts must be between 1 and 1000, found {max_attempts}"
+            )));
+        }
+        Ok((priority, max_attempts as i32, unique_key))
+    }
+
+    /// Enqueues one job with a JSON payload; `db` may be the caller's transaction.
+    pub async fn enqueue<T: Serialize + ?Sized, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        kind: &str,
+        payload: &T,
+        options: &EnqueueOptions,
+    ) -> Result<Enqueued> {
+        let json = serde_json::to_value(payload).map_err(|source| Error::Json {
+            facility: self.name().to_string(),
+            direction: "encode",
+            what: format!("payload of a `{kind}` job"),
+            source,
+        })?;
+        self.enqueue_payload(db, kind, &Payload::Json(json), options)
+            .await
+    }
+
+    /// Enqueues one job with any payload (bytes for `payload = "bytea"` queues).
+    pub async fn enqueue_payload<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        kind: &str,
+        payload: &Payload,
+        options: &EnqueueOptions,
+    ) -> Result<Enqueued> {
+        let (priority, max_attempts, unique_key) = self.check_options(kind, options)?;
+        let payload = self.encode(payload)?;
+        let delay = options.delay.map(millis).unwrap_or(0);
+        let values = vec![
+            kind.into(),
+            payload,
+            priority.into(),
+            Value::ChronoDateTimeUtc(options.run_at),
+            delay.into(),
+            max_attempts.into(),
+            if unique_key.is_empty() {
+                Value::String(None)
+            } else {
+                unique_key.into()
+            },
+        ];
+        let row = db
+            .query_one_raw(stmt(&self.sql()?.enqueue, values))
+            .await
+            .in_facility(self.name())?;
+        let row = row.ok_or_else(|| Error::Database {
+            facility: self.name().to_string(),
+            source: sea_orm::DbErr::RecordNotInserted,
+        })?;
+        Ok(Enqueued {
+            id: row.try_get_by_index(0).in_facility(self.name())?,
+            duplicate: row.try_get_by_index(1).in_facility(self.name())?,
+        })
+    }
+
+    /// Enqueues every job in one statement; the result follows the input order. A unique key
+    /// given twice in the batch yields the same job for both.
+    pub async fn enqueue_many<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Enqueued>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        if jobs.len() > MAX_BATCH {
+            return Err(self.invalid(format!(
+                "a batch holds at most {MAX_BATCH} jobs, found {}",
+                jobs.len()
+            )));
+        }
+        // Within one statement ON CONFLICT may touch a row once: send each key once.
+        let mut first_of_key: HashMap<&str, usize> = HashMap::new();
+        let mut sent: Vec<usize> = Vec::with_capacity(jobs.len());
+        let mut kinds = Vec::new();
+        let mut payloads = Vec::new();
+        let mut priorities = Vec::new();
+        let mut has_run_at = Vec::new();
+        let mut run_ats = Vec::new();
+        let mut delays = Vec::new();
+        let mut attempts = Vec::new();
+        let mut keys = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let (priority, max_attempts, unique_key) =
+                self.check_options(&job.kind, &job.options)?;
+            if !unique_key.is_empty() {
+                if first_of_key.contains_key(unique_key.as_str()) {
+                    continue;
+                }
+                first_of_key.insert(job.options.unique_key.as_deref().unwrap_or_default(), i);
+            }
+            sent.push(i);
+            kinds.push(job.kind.clone());
+            payloads.push(self.encode(&job.payload)?);
+            priorities.push(priority);
+            has_run_at.push(job.options.run_at.is_some());
+            run_ats.push(job.options.run_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH));
+            delays.push(job.options.delay.map(millis).unwrap_or(0));
+            attempts.push(max_attempts);
+            keys.push(unique_key);
+        }
+        let payload_type = match self.def.payload {
+            ValueKind::Jsonb => ArrayType::Json,
+            ValueKind::Bytea => ArrayType::Bytes,
+        };
+        let values = vec![
+            array(ArrayType::String, kinds),
+            array(payload_type, payloads),
+            array(ArrayType::SmallInt, priorities),
+            array(ArrayType::Bool, has_run_at),
+            array(ArrayType::ChronoDateTimeUtc, run_ats),
+            array(ArrayType::BigInt, delays),
+            array(ArrayType::Int, attempts),
+            array(ArrayType::String, keys),
+        ];
+        let rows = db
+            .query_all_raw(stmt(&self.sql()?.enqueue_many, values))
+            .await
+            .in_facility(self.name())?;
+        // New rows get ids in input order; existing rows (duplicates) are matched by key.
+        let f = self.name();
+        let mut fresh: Vec<i64> = Vec::new();
+        let mut by_key: HashMap<String, Enqueued> = HashMap::new();
+        for row in &rows {
+            let id: i64 = row.try_get_by_index(0).in_facility(f)?;
+            let key: Option<String> = row.try_get_by_index(1).in_facility(f)?;
+            let duplicate: bool = row.try_get_by_index(2).in_facility(f)?;
+            match key {
+                Some(key) => {
+                    by_key.insert(key, Enqueued { id, duplicate });
+                }
+                None => fresh.push(id),
+            }
+        }
+        fresh.sort_unstable();
+        let mut fresh = fresh.into_iter();
+        let mut out = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            let result = match job.options.unique_key.as_deref() {
+                Some(key) => {
+                    let enqueued = by_key.get(key).copied().ok_or_else(|| {
+                        self.invalid(format!("no job came back for unique key `{key}`"))
+                    })?;
+                    // A later copy of a key in the same batch is a duplicate of the first.
+                    let first = first_of_key.get(key).copied().unwrap_or(i);
+                    Enqueued {
+                        id: enqueued.id,
+                        duplicate: enqueued.duplicate || first != i,
+                    }
+                }
+                None => Enqueued {
+                    id: fresh.next().ok_or_else(|| {
+                        self.invalid("fewer jobs came back than were sent".to_string())
+                    })?,
+                    duplicate: false,
+                },
+            };
+            out.push(result);
+        }
+        debug_assert_eq!(sent.len(), rows.len());
+        Ok(out)
+    }
+
+    /// Claims up to `limit` jobs, leased for the queue's visibility timeout, in one statement.
+    pub async fn claim<C: ConnectionTrait>(&self, db: &C, limit: usize) -> Result<Vec<ClaimedJob>> {
+        self.claim_with_lease(db, limit, self.def.visibility_timeout())
+            .await
+    }
+
+    /// As [`Queue::claim`] with another lease length.
+    pub async fn claim_with_lease<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = limit.min(MAX_BATCH) as i64;
+        let rows = db
+            .query_all_raw(stmt(
+                &self.sql()?.claim,
+                vec![limit.into(), millis(lease).into()],
+            ))
+            .await
+            .in_facility(self.name())?;
+        let f = self.name();
+        let mut jobs = rows
+            .iter()
+            .map(|row| {
+                Ok(ClaimedJob {
+                    id: row.try_get_by_index(0).in_facility(f)?,
+                    kind: row.try_get_by_index(1).in_facility(f)?,
+                    payload: self.decode_payload(row, 2)?,
+                    priority: row.try_get_by_index(3).in_facility(f)?,
+                    attempt: row.try_get_by_index(4).in_facility(f)?,
+                    max_attempts: row.try_get_by_index(5).in_facility(f)?,
+                    created_at: row.try_get_by_index(6).in_facility(f)?,
+                    unique_key: row.try_get_by_index(7).in_facility(f)?,
+                    lease_expires_at: row.try_get_by_index(8).in_facility(f)?,
+                    last_error: row.try_get_by_index(9).in_facility(f)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        jobs.sort_by_key(|j| (j.priority, j.id));
+        Ok(jobs)
+    }
+
+    fn tokens(jobs: &[JobToken]) -> (Value, Value) {
+        (
+            array(ArrayType::BigInt, jobs.iter().map(|j| j.id).collect()),
+            array(ArrayType::Int, jobs.iter().map(|j| j.attempt).collect()),
+        )
+    }
+
+    async fn ids<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Vec<i64>> {
+        let rows = db
+            .query_all_raw(stmt(sql, values))
+            .await
+            .in_facility(self.name())?;
+        rows.iter()
+            .map(|r| r.try_get_by_index(0).in_facility(self.name()))
+            .collect()
+    }
+
+    /// Completes jobs in one statement (deleting them, or archiving them when `archive` is
+    /// set). Returns the ids completed; a job whose attempt no longer matches is skipped.
+    pub async fn complete<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        jobs: &[JobToken],
+    ) -> Result<Vec<i64>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, attempts) = Self::tokens(jobs);
+        self.ids(db, &self.sql()?.complete, vec![ids, attempts])
+            .await
+    }
+
+    /// Fails attempts in at most two statements: jobs with attempts left are retried after the
+    /// spec's backoff; the others (and `discard`ed ones) are dead-lettered with their error.
+    pub async fn fail<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        failures: &[Failure],
+    ) -> Result<FailReport> {
+        let mut retry = Vec::new();
+        let mut kill = Vec::new();
+        for failure in failures {
+            if failure.discard || failure.token.attempt >= failure.max_attempts {
+                kill.push(failure);
+            } else {
+                retry.push(failure);
+            }
+        }
+        let sql = self.sql()?;
+        let mut report = FailReport::default();
+        if !retry.is_empty() {
+            let values = vec![
+                array(
+                    ArrayType::BigInt,
+                    retry.iter().map(|f| f.token.id).collect(),
+                ),
+                array(
+                    ArrayType::Int,
+                    retry.iter().map(|f| f.token.attempt).collect(),
+                ),
+                array(
+                    ArrayType::BigInt,
+                    retry
+                        .iter()
+                        .map(|f| millis(self.def.backoff.delay(f.token.attempt.max(1) as u32)))
+                        .collect(),
+                ),
+                array(
+                    ArrayType::String,
+                    retry.iter().map(|f| f.error.clone()).collect(),
+                ),
+                self.def.backoff.jitter.into(),
+            ];
+            report.retried = self.ids(db, &sql.retry, values).await?;
+        }
+        if !kill.is_empty() {
+            let values = vec![
+                array(ArrayType::BigInt, kill.iter().map(|f| f.token.id).collect()),
+                array(
+                    ArrayType::Int,
+                    kill.iter().map(|f| f.token.attempt).collect(),
+                ),
+                array(
+                    ArrayType::String,
+                    kill.iter().map(|f| f.error.clone()).collect(),
+                ),
+            ];
+            report.dead = self.ids(db, &sql.kill, values).await?;
+        }
+        Ok(report)
+    }
+
+    /// Extends the leases of still-held jobs by `lease` (default: the visibility timeout);
+    /// returns the ids still held. A worker that finds its job missing lost the lease.
+    pub async fn extend_lease<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        jobs: &[JobToken],
+        lease: Option<Duration>,
+    ) -> Result<Vec<i64>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, attempts) = Self::tokens(jobs);
+        let lease = millis(lease.unwrap_or(self.def.visibility_timeout()));
+        self.ids(db, &self.sql()?.extend, vec![ids, attempts, lease.into()])
+            .await
+    }
+
+    /// Gives jobs back unfinished: claimable at once, the attempt not counted. Wakes listeners
+    /// when the queue has NOTIFY.
+    pub async fn release<C: ConnectionTrait>(&self, db: &C, jobs: &[JobToken]) -> Result<Vec<i64>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, attempts) = Self::tokens(jobs);
+        let released = self
+            .ids(db, &self.sql()?.release, vec![ids, attempts])
+            .await?;
+        if let Some(channel) = self.def.notify_channel
+            && !released.is_empty()
+        {
+            db.execute_raw(stmt(&self.sql()?.notify, vec![channel.into()]))
+                .await
+                .in_facility(self.name())?;
+        }
+        Ok(released)
+    }
+
+    /// When the next waiting job becomes claimable (none: nothing is waiting).
+    pub async fn next_visible_at<C: ConnectionTrait>(
+        &self,
+        db: &C,
+    ) -> Result<Option<DateTime<Utc>>> {
+        let row = db
+            .query_one_raw(stmt(&self.sql()?.next_visible, vec![]))
+            .await
+            .in_facility(self.name())?;
+        match row {
+            Some(row) => row.try_get_by_index(0).in_facility(self.name()),
+            None => Ok(None),
+        }
+    }
+
+    fn dead_sql<'a>(&self, sql: &'a Option<String>) -> Result<&'a str> {
+        sql.as_deref().ok_or_else(|| Error::Unsupported {
+            facility: self.name().to_string(),
+            what: "dead letters",
+            help: "set `dead_letter = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`",
+        })
+    }
+
+    /// Dead-lettered jobs in id order, `limit` at a time after `after`.
+    pub async fn dead_letters<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeadJob>> {
+        let sql = self.dead_sql(&self.sql()?.dead_list)?;
+        let limit = i64::from(limit.clamp(1, MAX_BATCH as u32));
+        let rows = db
+            .query_all_raw(stmt(sql, vec![after.unwrap_or(0).into(), limit.into()]))
+            .await
+            .in_facility(self.name())?;
+        let f = self.name();
+        rows.iter()
+            .map(|row| {
+                Ok(DeadJob {
+                    id: row.try_get_by_index(0).in_facility(f)?,
+                    kind: row.try_get_by_index(1).in_facility(f)?,
+                    payload: self.decode_payload(row, 2)?,
+                    priority: row.try_get_by_index(3).in_facility(f)?,
+                    attempt: row.try_get_by_index(4).in_facility(f)?,
+                    max_attempts: row.try_get_by_index(5).in_facility(f)?,
+                    unique_key: row.try_get_by_index(6).in_facility(f)?,
+                    last_error: row.try_get_by_index(7).in_facility(f)?,
+                    created_at: row.try_get_by_index(8).in_facility(f)?,
+                    failed_at: row.try_get_by_index(9).in_facility(f)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Moves dead jobs back to the queue with fresh attempts, in one statement; returns the
+    /// ids moved (a job whose unique key is taken by a live job stays dead).
+    pub async fn redrive<C: ConnectionTrait>(&self, db: &C, ids: &[i64]) -> Result<Vec<i64>> {
+        let sql = self.dead_sql(&self.sql()?.redrive)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ids(db, sql, vec![array(ArrayType::BigInt, ids.to_vec())])
+            .await
+    }
+
+    /// Redrives up to `limit` dead jobs, oldest first.
+    pub async fn redrive_all<C: ConnectionTrait>(&self, db: &C, limit: u32) -> Result<Vec<i64>> {
+        let sql = self.dead_sql(&self.sql()?.dead_ids)?;
+        let ids = self
+            .ids(
+                db,
+                sql,
+                vec![i64::from(limit.clamp(1, MAX_BATCH as u32)).into()],
+            )
+            .await?;
+        self.redrive(db, &ids).await
+    }
+
+    /// Queue depth and the age of the oldest claimable job; each count stops at `cap`.
+    pub async fn metrics<C: ConnectionTrait>(&self, db: &C, cap: u64) -> Result<QueueMetrics> {
+        let cap = cap.clamp(1, i64::MAX as u64);
+        let row = db
+            .query_one_raw(stmt(&self.sql()?.metrics, vec![(cap as i64).into()]))
+            .await
+            .in_facility(self.name())?;
+        let f = self.name();
+        let Some(row) = row else {
+            return Err(Error::Database {
+                facility: f.to_string(),
+                source: sea_orm::DbErr::RecordNotFound("metrics".into()),
+            });
+        };
+        let count = |i: usize| -> Result<u64> {
+            let n: i64 = row.try_get_by_index(i).in_facility(f)?;
+            Ok((n.max(0) as u64).min(cap))
+        };
+        let oldest: Option<i64> = row.try_get_by_index(4).in_facility(f)?;
+        Ok(QueueMetrics {
+            ready: count(0)?,
+            running: count(1)?,
+            scheduled: count(2)?,
+            dead: count(3)?,
+            oldest_ready_age: oldest.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+            cap,
+        })
+    }
+
+    /// Archive upkeep (when `archive` is set): creates the partitions for the coming periods
+    /// and drops those wholly past retention. Safe to call from several workers at once.
+    pub async fn maintain<C: ConnectionTrait + sea_orm::TransactionTrait>(
+        &self,
+        db: &C,
+    ) -> Result<MaintenanceReport> {
+        maintenance::maintain(self, db, Utc::now()).await
+    }
+
+    /// As [`Queue::maintain`], as if the clock read `now` (tests, backfills).
+    pub async fn maintain_at<C: ConnectionTrait + sea_orm::TransactionTrait>(
+        &self,
+        db: &C,
+        now: DateTime<Utc>,
+    ) -> Result<MaintenanceReport> {
+        maintenance::maintain(self, db, now).await
+    }
+}
+
+/// A typed job: a payload type bound to a queue, implemented by `#[derive(Queue)]`.
+///
+/// ```ignore
+/// #[derive(Serialize, Deserialize, Queue)]
+/// #[pgstack(queue = "emails")]
+/// struct SendEmail { to: String }
+///
+/// SendEmail { to: "a@example.com".into() }.enqueue(&txn).await?;
+/// ```
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The `kind` stored with each job; the type's name unless `#[pgstack(kind = "...")]`.
+    const KIND: &'static str;
+
+    /// The queue the type belongs to.
+    fn queue() -> &'static Queue;
+
+    /// Enqueues this job now.
+    fn enqueue<'a, C: ConnectionTrait>(
+        &'a self,
+        db: &'a C,
+    ) -> impl Future<Output = Result<Enqueued>> + Send + 'a {
+        async move {
+            Self::queue()
+                .enqueue(db, Self::KIND, self, &EnqueueOptions::default())
+                .await
+        }
+    }
+
+    /// Enqueues this job with a delay, run time, priority, unique key or attempt limit.
+    fn enqueue_with<'a, C: ConnectionTrait>(
+        &'a self,
+        db: &'a C,
+        options: &'a EnqueueOptions,
+    ) -> impl Future<Output = Result<Enqueued>> + Send + 'a {
+        async move { Self::queue().enqueue(db, Self::KIND, self, options).await }
+    }
+
+    /// Enqueues many jobs of this type in one statement.
+    fn enqueue_many<'a, C: ConnectionTrait>(
+        db: &'a C,
+        jobs: &'a [Self],
+    ) -> impl Future<Output = Result<Vec<Enqueued>>> + Send + 'a {
+        async move {
+            let batch = jobs
+                .iter()
+                .map(|job| NewJob::json(Self::KIND, job))
+                .collect::<Result<Vec<_>>>()?;
+            Self::queue().enqueue_many(db, &batch).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEF: QueueDef = QueueDef {
+        schema: "public",
+        table: "emails",
+        payload: ValueKind::Jsonb,
+        visibility_timeout_ms: 30_000,
+        max_attempts: 5,
+        backoff: Backoff {
+            kind: BackoffKind::Exponential,
+            initial_ms: 1_000,
+            max_ms: 60_000,
+            jitter: true,
+        },
+        dead_letter: true,
+        priorities: true,
+        unique: true,
+        notify_channel: Some("pgstack.public.emails"),
+        archive: Some(ArchiveDef {
+            retention_ms: 86_400_000,
+            partition_ms: 3_600_000,
+        }),
+    };
+
+    #[test]
+    fn backoff_kinds() {
+        let exp = DEF.backoff;
+        let secs: Vec<u64> = (1..=8).map(|a| exp.delay(a).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(exp.delay(200), Duration::from_secs(60), "no overflow");
+        let linear = Backoff {
+            kind: BackoffKind::Linear,
+            ..exp
+        };
+        assert_eq!(linear.delay(3), Duration::from_secs(3));
+        let fixed = Backoff {
+            kind: BackoffKind::Fixed,
+            ..exp
+        };
+        assert_eq!(fixed.delay(9), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn every_statement_renders() {
+        let sql = QueueSql::new(&DEF).unwrap();
+        assert!(sql.claim.contains("ORDER BY priority, visible_at"));
+        assert!(
+            sql.complete
+                .contains("INSERT INTO \"public\".\"emails_archive\"")
+        );
+        assert!(sql.kill.contains("INSERT INTO \"public\".\"emails_dead\""));
+        assert!(sql.enqueue.contains("ON CONFLICT (unique_key)"));
+        for statement in [&sql.claim, &sql.complete, &sql.metrics, &sql.enqueue_many] {
+            assert!(
+                !statement.contains('{'),
+                "unfilled placeholder in {statement}"
+            );
+        }
+        let plain = QueueSql::new(&QueueDef {
+            dead_letter: false,
+            archive: None,
+            priorities: false,
+            unique: false,
+            ..DEF
+        })
+        .unwrap();
+        assert!(plain.claim.contains("ORDER BY visible_at"));
+        assert!(
+            plain
+                .kill
+                .starts_with("-- Without a dead-letter table or an archive")
+        );
+        assert!(plain.metrics.contains("0::bigint AS dead"));
+        assert!(plain.dead_list.is_none());
+    }
+}

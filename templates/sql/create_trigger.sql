@@ -1,0 +1,2 @@
+CREATE TRIGGER {{ trigger.name | quote }}
+    {{ trigger.definition }};

@@ -1,0 +1,1 @@
+DROP TRIGGER {{ name | quote }} ON {{ schema | quote }}.{{ table | quote }};
