@@ -581,3 +581,49 @@ async fn concurrent_claimers_never_share_a_job() {
     all.dedup();
     assert_eq!((total, all.len()), (1000, 1000), "every job claimed once");
 }
+
+#[tokio::test]
+async fn inserts_notify_only_while_a_worker_waits() {
+    use sea_orm::sqlx::postgres::PgListener;
+    let t = TestDb::migrated().await;
+    let channel = jobs::DEF.notify_channel.unwrap();
+    let mut listener = PgListener::connect(&t.url).await.unwrap();
+    listener.listen(channel).await.unwrap();
+    let heard = |listener: &mut PgListener| {
+        let mut got = 0;
+        while listener.next_buffered().is_some() {
+            got += 1;
+        }
+        got
+    };
+
+    // Nobody waits: an enqueue skips NOTIFY (and its commit-time lock).
+    SendEmail { to: "a".into() }.enqueue(&t.conn).await.unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
+    assert!(quiet.is_err(), "no notification without a waiting worker");
+
+    // A worker registers before blocking: now enqueues wake it, one NOTIFY per statement.
+    jobs::QUEUE.wait_start(&t.conn, "worker-1").await.unwrap();
+    SendEmail { to: "b".into() }.enqueue(&t.conn).await.unwrap();
+    let woke = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+    assert_eq!(woke.expect("a notification").unwrap().channel(), channel);
+    let batch: Vec<SendEmail> = (0..50).map(|n| SendEmail { to: n.to_string() }).collect();
+    SendEmail::enqueue_many(&t.conn, &batch).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await;
+    assert!(first.is_ok(), "the batch notifies");
+    assert_eq!(heard(&mut listener), 0, "once for the whole batch");
+
+    // Stale registrations (a crashed worker) stop counting after five minutes.
+    t.exec("UPDATE pgstack_queue_waiters SET seen_at = now() - interval '6 minutes'")
+        .await;
+    SendEmail { to: "c".into() }.enqueue(&t.conn).await.unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
+    assert!(quiet.is_err(), "a stale waiter does not count");
+    jobs::QUEUE.wait_end(&t.conn, "worker-1").await.unwrap();
+    assert_eq!(
+        t.column("SELECT count(*)::text FROM pgstack_queue_waiters")
+            .await,
+        ["0"]
+    );
+}

@@ -367,7 +367,7 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
         );
         changes.push(Change {
             summary: format!("drop table `{name}` ({} removed)", old_table.owner()),
-            facility: Some(old_table.facility.clone()),
+            facility: owner_of(old, name),
             verb: Verb::Drop,
             destructive: Some("every row in the table is lost".to_string()),
             up: vec![Step::DropTable {
@@ -417,7 +417,7 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
     for (name, table) in new_tables {
         changes.push(Change {
             summary: format!("create table `{name}` ({})", table.owner()),
-            facility: Some(table.facility.clone()),
+            facility: owner_of(new, name),
             verb: Verb::Create,
             destructive: None,
             up: vec![Step::CreateTable {
@@ -516,8 +516,13 @@ fn drop_function(function: &Function) -> Step {
     }
 }
 
+/// The facility owning `table`; `None` for pgstack's shared helper tables.
 fn owner_of(schema: &Schema, table: &str) -> Option<String> {
-    schema.tables.get(table).map(|t| t.facility.clone())
+    schema
+        .tables
+        .get(table)
+        .filter(|t| t.kind != "helpers")
+        .map(|t| t.facility.clone())
 }
 
 fn find_column<'a>(table: &'a Table, name: &str) -> Option<&'a Column> {
@@ -532,7 +537,7 @@ fn column_needs_rebuild(old: &Column, new: &Column) -> bool {
 fn alter_table(old: &Table, new: &Table, changes: &mut Vec<Change>) -> Result<(), GenError> {
     let table = &new.name;
     let owner = new.owner();
-    let facility = Some(new.facility.clone());
+    let facility = (new.kind != "helpers").then(|| new.facility.clone());
     let mut push =
         |summary: String, destructive: Option<String>, up: Vec<Step>, down: Vec<Step>| {
             changes.push(Change {

@@ -125,6 +125,9 @@ fn is_false(b: &bool) -> bool {
 impl Table {
     /// How messages name the owner: "kv `settings`".
     pub fn owner(&self) -> String {
+        if self.kind == "helpers" {
+            return "shared by pgstack's facilities".to_string();
+        }
         format!("{} `{}`", self.kind, self.facility)
     }
 }

@@ -264,6 +264,16 @@ fn read_name(
         );
         return None;
     }
+    if name.starts_with("pgstack_") {
+        cx.error(
+            &span,
+            format!(
+                "facility name `{name}` starts with `pgstack_`, which pgstack keeps for its own \
+                 tables; choose another name"
+            ),
+        );
+        return None;
+    }
     if let Some((other_kind, other_offset)) = names.seen.get(name) {
         let (line, _) = crate::error::line_column(cx.source(), *other_offset);
         cx.error(

@@ -231,3 +231,13 @@ SELECT
     (SELECT extract(epoch FROM now() - min(visible_at)) * 1000
        FROM {table} WHERE claimed_at IS NULL AND visible_at <= now())::bigint
       AS oldest_ready_ms
+
+-- name: QueueWaitStart
+-- A listening worker about to block registers (or refreshes) itself, so inserts
+-- NOTIFY while it waits; see the pgstack_notify trigger function.
+INSERT INTO {waiters} (channel, worker, seen_at)
+VALUES ($1, $2, now())
+ON CONFLICT (channel, worker) DO UPDATE SET seen_at = excluded.seen_at
+
+-- name: QueueWaitEnd
+DELETE FROM {waiters} WHERE channel = $1 AND worker = $2

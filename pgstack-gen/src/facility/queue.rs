@@ -156,6 +156,31 @@ pub(super) fn add_objects(queue: &Queue, schema: &mut Schema) -> Result<(), GenE
     }
 
     if queue.notify {
+        // Idle listening workers, one row each, shared by the schema's queues. UNLOGGED: it is
+        // rewritten all the time and worth nothing after a crash (workers re-register).
+        let mut waiters = Table {
+            name: "pgstack_queue_waiters".to_string(),
+            kind: "helpers".to_string(),
+            facility: String::new(),
+            columns: vec![
+                Column::new("channel", "text", true),
+                Column::new("worker", "text", true),
+                Column::new("seen_at", "timestamptz", true).default("now()"),
+            ],
+            primary_key: vec!["channel".to_string(), "worker".to_string()],
+            checks: Vec::new(),
+            unlogged: true,
+            storage: BTreeMap::new(),
+            partition_by: None,
+            partition_of: None,
+            comment: None,
+        };
+        waiters.comment = Some(
+            "pgstack: queue workers waiting for a NOTIFY; the notify trigger wakes them only \
+             when one is here"
+                .to_string(),
+        );
+        schema.add_table(waiters);
         add_function(schema, "notify", "")?;
         let channel = queue_channel(&schema.schema, name);
         schema.add_trigger(Trigger {

@@ -339,6 +339,8 @@ struct QueueSql {
     redrive: Option<String>,
     dead_ids: Option<String>,
     metrics: String,
+    wait_start: String,
+    wait_end: String,
 }
 
 fn sql_file() -> &'static SqlFile {
@@ -355,6 +357,7 @@ impl QueueSql {
             "{schema}.{}",
             Ident::new(&format!("{}_archive", def.table))?
         );
+        let waiters = format!("{schema}.{}", Ident::new("pgstack_queue_waiters")?);
         let dead_count = if def.dead_letter {
             format!("(SELECT count(*) FROM (SELECT 1 FROM {dead} LIMIT $1) AS d)")
         } else {
@@ -375,6 +378,7 @@ impl QueueSql {
             ),
             ("payload_type", def.payload.sql()),
             ("dead_count", dead_count.as_str()),
+            ("waiters", waiters.as_str()),
         ];
         let file = sql_file();
         let get = |name: &str| file.get(name, &vars);
@@ -412,6 +416,8 @@ impl QueueSql {
             redrive: def.dead_letter.then(|| get("QueueRedrive")),
             dead_ids: def.dead_letter.then(|| get("QueueDeadIds")),
             metrics: get("QueueMetrics"),
+            wait_start: get("QueueWaitStart"),
+            wait_end: get("QueueWaitEnd"),
         })
     }
 }
@@ -877,6 +883,35 @@ impl Queue {
                 .in_facility(self.name())?;
         }
         Ok(released)
+    }
+
+    /// Registers (or refreshes) `worker` as waiting for a NOTIFY on this queue: inserts wake it
+    /// only while it is registered. For worker runtimes; needs `notify = true`.
+    pub async fn wait_start<C: ConnectionTrait>(&self, db: &C, worker: &str) -> Result<()> {
+        let Some(channel) = self.def.notify_channel else {
+            return Ok(());
+        };
+        db.execute_raw(stmt(
+            &self.sql()?.wait_start,
+            vec![channel.into(), worker.into()],
+        ))
+        .await
+        .in_facility(self.name())?;
+        Ok(())
+    }
+
+    /// Removes `worker` from the waiting workers.
+    pub async fn wait_end<C: ConnectionTrait>(&self, db: &C, worker: &str) -> Result<()> {
+        let Some(channel) = self.def.notify_channel else {
+            return Ok(());
+        };
+        db.execute_raw(stmt(
+            &self.sql()?.wait_end,
+            vec![channel.into(), worker.into()],
+        ))
+        .await
+        .in_facility(self.name())?;
+        Ok(())
     }
 
     /// When the next waiting job becomes claimable (none: nothing is waiting).

@@ -132,6 +132,8 @@ struct InFlight {
 }
 
 struct Shared {
+    /// This worker's name in `pgstack_queue_waiters`.
+    id: String,
     db: DatabaseConnection,
     queue: &'static Queue,
     handlers: HashMap<String, Handler>,
@@ -324,7 +326,15 @@ impl Worker {
                 message: format!("the worker cannot start: {}", problems.join("; ")),
             });
         }
+        static WORKERS: AtomicU64 = AtomicU64::new(0);
+        let id = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            WORKERS.fetch_add(1, Ordering::Relaxed),
+            Utc::now().timestamp_micros()
+        );
         let shared = Arc::new(Shared {
+            id,
             db: self.db,
             queue: self.queue,
             handlers: self.handlers,
@@ -429,6 +439,8 @@ async fn claimer(
 ) {
     let slots = Arc::new(Semaphore::new(shared.config.concurrency));
     let mut failures = 0u32;
+    // Registered in pgstack_queue_waiters (listening workers only): inserts NOTIFY us.
+    let mut waiting_since: Option<Instant> = None;
     loop {
         if *stop.borrow() {
             break;
@@ -471,7 +483,30 @@ async fn claimer(
             spawn_job(&shared, job, permit, outcomes.clone());
         }
         drop(permits);
+        if got == asked && waiting_since.is_some() {
+            // Busy: leave the waiters so enqueues stop paying for NOTIFY.
+            if shared.queue.wait_end(&shared.db, &shared.id).await.is_ok() {
+                waiting_since = None;
+            }
+        }
         if got < asked {
+            if shared.config.listen {
+                let stale = waiting_since.is_none_or(|at| at.elapsed() > Duration::from_secs(60));
+                if stale {
+                    // Register, then claim once more before blocking: a job committed after
+                    // the registration notifies; one committed before it is claimed now.
+                    match shared.queue.wait_start(&shared.db, &shared.id).await {
+                        Ok(()) => {
+                            let first = waiting_since.is_none();
+                            waiting_since = Some(Instant::now());
+                            if first {
+                                continue;
+                            }
+                        }
+                        Err(_) => Counters::add(&shared.stats.errors, 1),
+                    }
+                }
+            }
             let wait = idle_wait(&shared, got).await;
             tokio::select! {
                 _ = shared.wake.notified() => {}
@@ -479,6 +514,9 @@ async fn claimer(
                 _ = stop.changed() => {}
             }
         }
+    }
+    if waiting_since.is_some() {
+        let _ = shared.queue.wait_end(&shared.db, &shared.id).await;
     }
 }
 

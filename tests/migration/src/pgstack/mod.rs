@@ -6,11 +6,13 @@ use sea_orm_migration::MigrationTrait;
 
 mod pgstack_0001_initial;
 mod pgstack_0002_update_archived_jobs_raw_jobs;
+mod pgstack_0003_update_helpers;
 
 /// Every pgstack migration, in the order they run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
         Box::new(pgstack_0001_initial::Migration),
-        Box::new(pgstack_0002_update_archived_jobs_raw_jobs::Migration)
+        Box::new(pgstack_0002_update_archived_jobs_raw_jobs::Migration),
+        Box::new(pgstack_0003_update_helpers::Migration)
     ]
 }
