@@ -13,6 +13,7 @@
 //! This crate is a thin shell: parsing, checking and expansion live in `internals` and the
 //! per-derive modules, each returning every error found.
 
+mod cached;
 mod internals;
 mod queue;
 
@@ -24,4 +25,13 @@ use proc_macro::TokenStream;
 pub fn derive_queue(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     queue::expand(&input).into()
+}
+
+/// Implements `pgstack::cache::Cached` for a value type: `#[pgstack(cache = "name", key =
+/// "field")]`, and optionally `ttl = "10m"` (overrides the cache's `default_ttl`), `prefix =
+/// "page:"` (prepended to keys) and `spec = "path"`.
+#[proc_macro_derive(Cached, attributes(pgstack))]
+pub fn derive_cached(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    cached::expand(&input).into()
 }

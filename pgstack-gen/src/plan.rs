@@ -215,9 +215,14 @@ impl Plan {
                 "alter_{}",
                 facilities.iter().next().copied().unwrap_or_default()
             ),
-            _ => format!(
+            (n, _) if n <= 3 => format!(
                 "update_{}",
                 facilities.iter().copied().collect::<Vec<_>>().join("_")
+            ),
+            (n, _) => format!(
+                "update_{}_and_{}_more",
+                facilities.iter().next().copied().unwrap_or_default(),
+                n - 1
             ),
         };
         if name.len() > 48 {

@@ -16,6 +16,10 @@ pub struct Spec {
     pub documents: Vec<Document>,
     /// `[[queue]]` facilities, sorted by name.
     pub queues: Vec<Queue>,
+    /// `[[cache]]` facilities, sorted by name.
+    pub caches: Vec<Cache>,
+    /// `[[rate_limit]]` facilities, sorted by name.
+    pub rate_limits: Vec<RateLimit>,
 }
 
 /// `[project]`.
@@ -72,6 +76,8 @@ pub enum FacilityRef<'a> {
     Kv(&'a Kv),
     Document(&'a Document),
     Queue(&'a Queue),
+    Cache(&'a Cache),
+    RateLimit(&'a RateLimit),
 }
 
 impl<'a> FacilityRef<'a> {
@@ -80,6 +86,8 @@ impl<'a> FacilityRef<'a> {
             FacilityRef::Kv(_) => FacilityKind::Kv,
             FacilityRef::Document(_) => FacilityKind::Document,
             FacilityRef::Queue(_) => FacilityKind::Queue,
+            FacilityRef::Cache(_) => FacilityKind::Cache,
+            FacilityRef::RateLimit(_) => FacilityKind::RateLimit,
         }
     }
 
@@ -88,6 +96,8 @@ impl<'a> FacilityRef<'a> {
             FacilityRef::Kv(f) => &f.name,
             FacilityRef::Document(f) => &f.name,
             FacilityRef::Queue(f) => &f.name,
+            FacilityRef::Cache(f) => &f.name,
+            FacilityRef::RateLimit(f) => &f.name,
         }
     }
 }
@@ -206,6 +216,82 @@ pub struct Archive {
     pub partition: SpecDuration,
 }
 
+/// Whether a table is written to the WAL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// No WAL: fast writes; emptied after a crash or failover, unreadable on replicas.
+    Unlogged,
+    Logged,
+}
+
+/// `[[cache]]`: a cache table (UNLOGGED by default).
+#[derive(Clone, Debug, Serialize)]
+pub struct Cache {
+    pub name: String,
+    /// TTL for writes that give none; `None` keeps entries until evicted.
+    pub default_ttl: Option<SpecDuration>,
+    pub durability: Durability,
+    /// Hash partitions; 1 is a plain table.
+    pub partitions: u32,
+    /// Bound on the number of entries; the oldest are evicted first.
+    pub max_entries: Option<u64>,
+    pub value: ValueType,
+    #[serde(skip)]
+    pub span: Range<usize>,
+}
+
+impl Cache {
+    /// The tables the cache owns: the table itself and its hash partitions.
+    pub fn partition_names(&self) -> Vec<String> {
+        if self.partitions <= 1 {
+            return Vec::new();
+        }
+        (0..self.partitions)
+            .map(|i| format!("{}_p{i}", self.name))
+            .collect()
+    }
+}
+
+/// `[[rate_limit]]`: a rate limiter with one row of state per key.
+#[derive(Clone, Debug, Serialize)]
+pub struct RateLimit {
+    pub name: String,
+    pub algorithm: Algorithm,
+    /// Requests (cost units) per `period`.
+    pub limit: u64,
+    pub period: SpecDuration,
+    /// Capacity for `gcra` and `token_bucket` (default: `limit`).
+    pub burst: Option<u64>,
+    pub durability: Durability,
+    #[serde(skip)]
+    pub span: Range<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Generic cell rate algorithm: a theoretical arrival time per key.
+    Gcra,
+    /// A counter per key and epoch-aligned window.
+    FixedWindow,
+    /// The request times of the last period per key: exact over any window.
+    SlidingWindow,
+    /// Tokens refilled continuously up to the burst.
+    TokenBucket,
+}
+
+impl Algorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Gcra => "gcra",
+            Algorithm::FixedWindow => "fixed_window",
+            Algorithm::SlidingWindow => "sliding_window",
+            Algorithm::TokenBucket => "token_bucket",
+        }
+    }
+}
+
 /// Column types a spec may declare for fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -277,6 +363,8 @@ impl Spec {
             .map(FacilityRef::Kv)
             .chain(self.documents.iter().map(FacilityRef::Document))
             .chain(self.queues.iter().map(FacilityRef::Queue))
+            .chain(self.caches.iter().map(FacilityRef::Cache))
+            .chain(self.rate_limits.iter().map(FacilityRef::RateLimit))
     }
 
     /// The facility called `name`, of any kind.

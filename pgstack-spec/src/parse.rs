@@ -22,11 +22,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
 ];
 
 /// Kinds the spec format defines but this version of pgstack does not generate yet.
-const NOT_YET: &[FacilityKind] = &[
-    FacilityKind::Cache,
-    FacilityKind::RateLimit,
-    FacilityKind::Vector,
-];
+const NOT_YET: &[FacilityKind] = &[FacilityKind::Vector];
 
 /// Columns every document table has; declared fields may not reuse them.
 pub const DOCUMENT_COLUMNS: &[&str] = &["id", "doc", "version", "created_at", "updated_at"];
@@ -66,7 +62,19 @@ pub(crate) fn parse(path: &str, source: &str) -> Result<Spec, SpecErrors> {
             queues.push(f);
         }
     }
-    check_table_names(&mut cx, &kv, &documents, &queues);
+    let mut caches = Vec::new();
+    for (table, span) in facility_tables(&mut cx, &top, FacilityKind::Cache) {
+        if let Some(f) = read_cache(&mut cx, &table, span, &mut names) {
+            caches.push(f);
+        }
+    }
+    let mut rate_limits = Vec::new();
+    for (table, span) in facility_tables(&mut cx, &top, FacilityKind::RateLimit) {
+        if let Some(f) = read_rate_limit(&mut cx, &table, span, &mut names) {
+            rate_limits.push(f);
+        }
+    }
+    check_table_names(&mut cx, &kv, &documents, &queues, &caches, &rate_limits);
     for kind in NOT_YET {
         if let Some(span) = top.key_span(kind.key()) {
             cx.error(
@@ -75,7 +83,7 @@ pub(crate) fn parse(path: &str, source: &str) -> Result<Spec, SpecErrors> {
                     "`[[{}]]` facilities are not supported by this version of pgstack-gen yet; \
                      supported kinds: {}",
                     kind.key(),
-                    list(&["kv", "document", "queue"])
+                    list(&["kv", "document", "queue", "cache", "rate_limit"])
                 ),
             );
         }
@@ -85,11 +93,15 @@ pub(crate) fn parse(path: &str, source: &str) -> Result<Spec, SpecErrors> {
     kv.sort_by(|a, b| a.name.cmp(&b.name));
     documents.sort_by(|a, b| a.name.cmp(&b.name));
     queues.sort_by(|a, b| a.name.cmp(&b.name));
+    caches.sort_by(|a, b| a.name.cmp(&b.name));
+    rate_limits.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Spec {
         project,
         kv,
         documents,
         queues,
+        caches,
+        rate_limits,
     })
 }
 
@@ -231,6 +243,22 @@ fn allowed_keys(kind: FacilityKind) -> &'static [&'static str] {
             "notify",
             "archive",
             "payload",
+        ],
+        FacilityKind::Cache => &[
+            "name",
+            "default_ttl",
+            "durability",
+            "partitions",
+            "max_entries",
+            "value",
+        ],
+        FacilityKind::RateLimit => &[
+            "name",
+            "algorithm",
+            "limit",
+            "period",
+            "burst",
+            "durability",
         ],
         _ => &[],
     }
@@ -623,7 +651,14 @@ fn read_archive(cx: &mut Ctxt<'_>, queue: &Table<'_, '_>) -> Option<Archive> {
 }
 
 /// Tables each facility creates, by name; two facilities must not claim the same one.
-fn check_table_names(cx: &mut Ctxt<'_>, kv: &[Kv], documents: &[Document], queues: &[Queue]) {
+fn check_table_names(
+    cx: &mut Ctxt<'_>,
+    kv: &[Kv],
+    documents: &[Document],
+    queues: &[Queue],
+    caches: &[Cache],
+    rate_limits: &[RateLimit],
+) {
     let mut owners: BTreeMap<String, String> = BTreeMap::new();
     let mut claims: Vec<(String, String, Range<usize>)> = Vec::new();
     for f in kv {
@@ -645,6 +680,19 @@ fn check_table_names(cx: &mut Ctxt<'_>, kv: &[Kv], documents: &[Document], queue
         for table in queue_tables(q) {
             claims.push((table, owner.clone(), q.span.clone()));
         }
+    }
+    for c in caches {
+        let owner = format!("[[cache]] `{}`", c.name);
+        for table in std::iter::once(c.name.clone()).chain(c.partition_names()) {
+            claims.push((table, owner.clone(), c.span.clone()));
+        }
+    }
+    for r in rate_limits {
+        claims.push((
+            r.name.clone(),
+            format!("[[rate_limit]] `{}`", r.name),
+            r.span.clone(),
+        ));
     }
     claims.sort_by_key(|(_, _, span)| span.start);
     for (table, owner, span) in claims {
@@ -675,4 +723,130 @@ pub fn queue_tables(queue: &Queue) -> Vec<String> {
         tables.push(format!("{}_archive_default", queue.name));
     }
     tables
+}
+
+fn read_durability(cx: &mut Ctxt<'_>, table: &Table<'_, '_>) -> Durability {
+    table.choice(
+        cx,
+        "durability",
+        &[
+            ("unlogged", Durability::Unlogged),
+            ("logged", Durability::Logged),
+        ],
+        Durability::Unlogged,
+    )
+}
+
+fn read_cache(
+    cx: &mut Ctxt<'_>,
+    table: &Table<'_, '_>,
+    span: Range<usize>,
+    names: &mut Names,
+) -> Option<Cache> {
+    let name = read_name(cx, table, FacilityKind::Cache, names);
+    let default_ttl = table.duration(cx, "default_ttl");
+    let durability = read_durability(cx, table);
+    let partitions = table
+        .integer(cx, "partitions", (1, 64), "1 is a plain table")
+        .map_or(1, |(n, _)| n as u32);
+    let max_entries = table
+        .integer(cx, "max_entries", (1, 1_000_000_000), "")
+        .map(|(n, _)| n as u64);
+    let value = table.choice(
+        cx,
+        "value",
+        &[("jsonb", ValueType::Jsonb), ("bytea", ValueType::Bytea)],
+        ValueType::Jsonb,
+    );
+    Some(Cache {
+        name: name?,
+        default_ttl,
+        durability,
+        partitions,
+        max_entries,
+        value,
+        span,
+    })
+}
+
+fn read_rate_limit(
+    cx: &mut Ctxt<'_>,
+    table: &Table<'_, '_>,
+    span: Range<usize>,
+    names: &mut Names,
+) -> Option<RateLimit> {
+    let name = read_name(cx, table, FacilityKind::RateLimit, names);
+    let algorithm = table.choice(
+        cx,
+        "algorithm",
+        &[
+            ("gcra", Algorithm::Gcra),
+            ("fixed_window", Algorithm::FixedWindow),
+            ("sliding_window", Algorithm::SlidingWindow),
+            ("token_bucket", Algorithm::TokenBucket),
+        ],
+        Algorithm::Gcra,
+    );
+    let max_limit = if algorithm == Algorithm::SlidingWindow {
+        10_000
+    } else {
+        1_000_000_000
+    };
+    let help = if algorithm == Algorithm::SlidingWindow {
+        "a sliding window keeps one timestamp per request, so it takes at most 10000; use gcra for larger limits"
+    } else {
+        ""
+    };
+    let limit = if table.get("limit").is_none() {
+        cx.error(
+            &table.span,
+            format!(
+                "{} is missing `limit`; say how many requests a `period` allows, e.g. `limit = 100`",
+                table.context
+            ),
+        );
+        None
+    } else {
+        table
+            .integer(cx, "limit", (1, max_limit), help)
+            .map(|(n, _)| n as u64)
+    };
+    let period = if table.get("period").is_none() {
+        cx.error(
+            &table.span,
+            format!(
+                "{} is missing `period`; say how long `limit` requests take, e.g. `period = \"1h\"`",
+                table.context
+            ),
+        );
+        None
+    } else {
+        table.duration(cx, "period")
+    };
+    let burst = table
+        .integer(cx, "burst", (1, 1_000_000_000), "")
+        .map(|(n, _)| n as u64);
+    if burst.is_some()
+        && !matches!(algorithm, Algorithm::Gcra | Algorithm::TokenBucket)
+        && let Some(span) = table.key_span("burst")
+    {
+        cx.error(
+            &span,
+            format!(
+                "`burst` in {} applies to `gcra` and `token_bucket` only, not `{}`",
+                table.context,
+                algorithm.name()
+            ),
+        );
+    }
+    let durability = read_durability(cx, table);
+    Some(RateLimit {
+        name: name?,
+        algorithm,
+        limit: limit?,
+        period: period?,
+        burst,
+        durability,
+        span,
+    })
 }

@@ -60,6 +60,14 @@ pub enum Error {
         #[source]
         source: DbErr,
     },
+    /// A `get_or_compute` computation failed; nothing was stored.
+    #[error("computing `{key}` for `{facility}` failed: {source}")]
+    Compute {
+        facility: String,
+        key: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// An argument the caller passed is out of range.
     #[error("invalid argument for `{facility}`: {message}")]
     InvalidArgument { facility: String, message: String },

@@ -5,22 +5,25 @@
 //! into these modules. Every accessor takes any SeaORM connection, so it can run inside the
 //! caller's transaction.
 
+pub mod cache;
 pub mod document;
 pub mod error;
 pub mod ident;
 pub mod kv;
 pub mod migrate;
 pub mod queue;
+pub mod rate_limit;
 mod sql;
 
 pub use error::{Error, Result};
 
-/// `#[derive(Queue)]` (and the other derives): bind a type to a facility in `pgstack.toml`.
-pub use pgstack_derive::Queue;
+/// The derives: bind a type to a facility in `pgstack.toml`, checked at compile time.
+pub use pgstack_derive::{Cached, Queue};
 
 /// Paths the derives expand to; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::cache::{Cache, CacheDef, Cached, Expiry};
     pub use crate::kv::ValueKind;
     pub use crate::queue::{ArchiveDef, Backoff, BackoffKind, Job, Queue, QueueDef};
 }

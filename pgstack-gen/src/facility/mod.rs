@@ -4,9 +4,11 @@
 //! spec into [`Schema`] objects (tables, indexes, helper functions) and renders its accessor
 //! module. Nothing here touches the disk or a database.
 
+mod cache;
 mod document;
 mod kv;
 mod queue;
+mod rate_limit;
 
 use pgstack_spec::Spec;
 use serde::Serialize;
@@ -26,6 +28,12 @@ pub fn desired_schema(spec: &Spec) -> Result<Schema, GenError> {
     }
     for queue in &spec.queues {
         queue::add_objects(queue, &mut schema)?;
+    }
+    for cache in &spec.caches {
+        cache::add_objects(cache, &mut schema);
+    }
+    for limit in &spec.rate_limits {
+        rate_limit::add_objects(limit, &mut schema);
     }
     Ok(schema)
 }
@@ -60,6 +68,20 @@ pub fn accessor_modules(spec: &Spec, spec_file: &str) -> Result<Vec<Module>, Gen
         modules.push(Module {
             name: format!("{}.rs", queue.name),
             contents: templates::format_rust(&queue.name, &source, &header)?,
+        });
+    }
+    for cache in &spec.caches {
+        let source = cache::render(cache, spec, &schema, spec_file)?;
+        modules.push(Module {
+            name: format!("{}.rs", cache.name),
+            contents: templates::format_rust(&cache.name, &source, &header)?,
+        });
+    }
+    for limit in &spec.rate_limits {
+        let source = rate_limit::render(limit, spec, &schema, spec_file)?;
+        modules.push(Module {
+            name: format!("{}.rs", limit.name),
+            contents: templates::format_rust(&limit.name, &source, &header)?,
         });
     }
     let mut names: Vec<&str> = spec.facilities().map(|f| f.name()).collect();
@@ -152,6 +174,7 @@ fn entity_field(table: &Table, column: &Column) -> EntityField {
         "bigint" => ("i64", None),
         "integer" => ("i32", None),
         "smallint" => ("i16", None),
+        "bigint[]" => ("Vec<i64>", None),
         "boolean" => ("bool", None),
         "double precision" => ("f64", None),
         "timestamptz" => ("DateTimeWithTimeZone", None),

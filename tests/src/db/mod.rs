@@ -7,10 +7,21 @@
 #![allow(dead_code)]
 
 pub mod archived;
+pub mod blob_cache;
 pub mod blobs;
+pub mod fast_bucket;
+pub mod fast_fixed;
+pub mod fast_gcra;
+pub mod fast_sliding;
 pub mod flags;
+pub mod fragments;
+pub mod hour_bucket;
+pub mod hour_fixed;
+pub mod hour_gcra;
+pub mod hour_sliding;
 pub mod jobs;
 pub mod notes;
+pub mod pages;
 pub mod profiles;
 pub mod raw_jobs;
 pub mod settings;

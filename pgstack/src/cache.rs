@@ -1,0 +1,1037 @@
+//! Caches (`[[cache]]`): string keys, JSON or byte values, TTLs, stampede protection, a bound
+//! on size, on an UNLOGGED table by default.
+//!
+//! ```no_run
+//! # async fn demo(db: &sea_orm::DatabaseConnection, pages: &'static pgstack::cache::Cache) -> pgstack::Result<()> {
+//! use pgstack::cache::{Compute, Expiry};
+//! use std::time::Duration;
+//!
+//! pages.set_with(db, "/", &"<html>home</html>", Expiry::After(Duration::from_secs(60))).await?;
+//! let html: Option<String> = pages.get(db, "/").await?;
+//!
+//! // Concurrent callers for a missing key: one computes, the others wait (or get the stale
+//! // value); the computation runs once.
+//! let about: String = pages
+//!     .get_or_compute(db, "/about", Compute::default(), || async {
+//!         Ok::<_, std::io::Error>("<html>about</html>".to_string())
+//!     })
+//!     .await?;
+//!
+//! // Many tasks reading at once: a reader coalesces their gets into one `= ANY` statement.
+//! let reader = pages.reader(db, 2);
+//! let home: Option<String> = reader.get("/").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! UNLOGGED tables skip the write-ahead log: writes are cheap, but the table is **emptied after
+//! a crash or a failover** and **cannot be read on a hot standby**. A cache that comes back
+//! empty is a correct cache; plan for the misses. Use `durability = "logged"` when that is not
+//! acceptable.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sea_orm::sea_query::ArrayType;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::error::{DbContext, Error, Result};
+use crate::ident::TableName;
+use crate::kv::{ValueKind, prefix_upper_bound};
+use crate::sql::SqlFile;
+
+/// What the generator knows about a `[[cache]]` facility.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheDef {
+    pub schema: &'static str,
+    pub table: &'static str,
+    pub value: ValueKind,
+    /// The spec's `default_ttl`, used by writes with [`Expiry::Default`].
+    pub default_ttl_ms: Option<u64>,
+    /// The spec's `max_entries`: writes evict the oldest entries beyond it, now and then.
+    pub max_entries: Option<u64>,
+}
+
+/// How long a write keeps its entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Expiry {
+    /// The spec's `default_ttl` (none: kept until evicted).
+    #[default]
+    Default,
+    After(Duration),
+    Never,
+}
+
+impl From<Duration> for Expiry {
+    fn from(ttl: Duration) -> Expiry {
+        Expiry::After(ttl)
+    }
+}
+
+/// Options for [`Cache::get_or_compute`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compute {
+    /// The computed value's expiry.
+    pub expiry: Expiry,
+    /// How long the computing caller holds the key; past it, another caller may compute.
+    pub lease: Duration,
+    /// Hand waiting callers the expired value, if there is one, instead of waiting.
+    pub serve_stale: bool,
+}
+
+impl Default for Compute {
+    fn default() -> Compute {
+        Compute {
+            expiry: Expiry::Default,
+            lease: Duration::from_secs(30),
+            serve_stale: true,
+        }
+    }
+}
+
+/// Counters of one process's use of a cache.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// `get_or_compute` calls answered with an expired value while another caller computed.
+    pub stale_hits: u64,
+    /// Computations run by `get_or_compute`.
+    pub computes: u64,
+    /// `get_or_compute` calls that waited for another caller's computation.
+    pub waits: u64,
+    pub writes: u64,
+    /// Entries deleted to keep the cache within `max_entries`.
+    pub evicted: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale_hits: AtomicU64,
+    computes: AtomicU64,
+    waits: AtomicU64,
+    writes: AtomicU64,
+    evicted: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, n: u64) -> u64 {
+    counter.fetch_add(n, Ordering::Relaxed) + n
+}
+
+struct CacheSql {
+    get: String,
+    get_many: String,
+    get_many_text: String,
+    get_for_compute: String,
+    set: String,
+    set_many: String,
+    set_if_absent: String,
+    replace: String,
+    touch: String,
+    delete: String,
+    delete_prefix: String,
+    delete_from: String,
+    incr: String,
+    lease: String,
+    lease_release: String,
+    sweep: String,
+    evict: String,
+}
+
+fn sql_file() -> &'static SqlFile {
+    static FILE: OnceLock<SqlFile> = OnceLock::new();
+    FILE.get_or_init(|| SqlFile::parse(include_str!("../sql/cache.sql")))
+}
+
+impl CacheSql {
+    fn new(def: &CacheDef) -> Result<CacheSql> {
+        let table = TableName::new(def.schema, def.table)?.to_string();
+        let vars = [("table", table.as_str()), ("value_type", def.value.sql())];
+        let file = sql_file();
+        let get = |name: &str| file.get(name, &vars);
+        Ok(CacheSql {
+            get: get("CacheGet"),
+            get_many: get("CacheGetMany"),
+            get_many_text: get("CacheGetManyText"),
+            get_for_compute: get("CacheGetForCompute"),
+            set: get("CacheSet"),
+            set_many: get("CacheSetMany"),
+            set_if_absent: get("CacheSetIfAbsent"),
+            replace: get("CacheReplace"),
+            touch: get("CacheTouch"),
+            delete: get("CacheDelete"),
+            delete_prefix: get("CacheDeletePrefix"),
+            delete_from: get("CacheDeleteFrom"),
+            incr: get(match def.value {
+                ValueKind::Jsonb => "CacheIncrJsonb",
+                ValueKind::Bytea => "CacheIncrBytea",
+            }),
+            lease: get("CacheLease"),
+            lease_release: get("CacheLeaseRelease"),
+            sweep: get("CacheSweep"),
+            evict: get("CacheEvict"),
+        })
+    }
+}
+
+fn stmt(sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// The most keys one statement takes.
+pub const MAX_BATCH: usize = 10_000;
+
+/// A `[[cache]]`. JSON caches use `get`/`set`; `value = "bytea"` caches the `*_bytes` methods.
+pub struct Cache {
+    def: CacheDef,
+    sql: OnceLock<std::result::Result<CacheSql, String>>,
+    counters: Counters,
+}
+
+impl Cache {
+    pub const fn new(def: CacheDef) -> Cache {
+        Cache {
+            def,
+            sql: OnceLock::new(),
+            counters: Counters {
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                stale_hits: AtomicU64::new(0),
+                computes: AtomicU64::new(0),
+                waits: AtomicU64::new(0),
+                writes: AtomicU64::new(0),
+                evicted: AtomicU64::new(0),
+            },
+        }
+    }
+
+    pub fn def(&self) -> &CacheDef {
+        &self.def
+    }
+
+    fn name(&self) -> &'static str {
+        self.def.table
+    }
+
+    fn sql(&self) -> Result<&CacheSql> {
+        self.sql
+            .get_or_init(|| CacheSql::new(&self.def).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|_| {
+                Error::InvalidIdentifier(format!("{}.{}", self.def.schema, self.def.table))
+            })
+    }
+
+    /// This process's counters for the cache.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheStats {
+            hits: get(&c.hits),
+            misses: get(&c.misses),
+            stale_hits: get(&c.stale_hits),
+            computes: get(&c.computes),
+            waits: get(&c.waits),
+            writes: get(&c.writes),
+            evicted: get(&c.evicted),
+        }
+    }
+
+    fn invalid(&self, message: String) -> Error {
+        Error::InvalidArgument {
+            facility: self.name().to_string(),
+            message,
+        }
+    }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        if key.is_empty() || key.contains('\0') {
+            return Err(self.invalid(format!(
+                "key {key:?} must be non-empty text without NUL characters"
+            )));
+        }
+        Ok(())
+    }
+
+    fn expect_kind(&self, kind: ValueKind) -> Result<()> {
+        if self.def.value == kind {
+            return Ok(());
+        }
+        Err(self.invalid(match kind {
+            ValueKind::Jsonb => {
+                "this cache stores bytea values; use the *_bytes methods".to_string()
+            }
+            ValueKind::Bytea => {
+                "this cache stores jsonb values; use get/set with serde types".to_string()
+            }
+        }))
+    }
+
+    /// Milliseconds for the `$n::bigint` TTL parameter (NULL: never expires).
+    fn ttl(&self, expiry: Expiry) -> Result<Value> {
+        let ms = match expiry {
+            Expiry::Default => self.def.default_ttl_ms,
+            Expiry::After(d) => {
+                let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+                if ms == 0 {
+                    return Err(
+                        self.invalid(format!("a time to live must be at least 1ms, found {d:?}"))
+                    );
+                }
+                Some(ms)
+            }
+            Expiry::Never => None,
+        };
+        Ok(Value::BigInt(
+            ms.map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
+        ))
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Value> {
+        self.expect_kind(ValueKind::Jsonb)?;
+        let json = serde_json::to_value(value).map_err(|source| Error::Json {
+            facility: self.name().to_string(),
+            direction: "encode",
+            what: format!("for key `{key}`"),
+            source,
+        })?;
+        Ok(Value::Json(Some(Box::new(json))))
+    }
+
+    fn decode<T: DeserializeOwned>(&self, row: &QueryResult, index: usize) -> Result<T> {
+        let json: serde_json::Value = row.try_get_by_index(index).in_facility(self.name())?;
+        serde_json::from_value(json).map_err(|source| self.decode_error(source))
+    }
+
+    fn decode_error(&self, source: serde_json::Error) -> Error {
+        Error::Json {
+            facility: self.name().to_string(),
+            direction: "decode",
+            what: "as the requested type".to_string(),
+            source,
+        }
+    }
+
+    fn count_lookup(&self, found: usize, asked: usize) {
+        bump(&self.counters.hits, found as u64);
+        bump(&self.counters.misses, (asked - found) as u64);
+    }
+
+    async fn get_row<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<Option<QueryResult>> {
+        self.check_key(key)?;
+        let row = db
+            .query_one_raw(stmt(&self.sql()?.get, vec![key.into()]))
+            .await
+            .in_facility(self.name())?;
+        self.count_lookup(usize::from(row.is_some()), 1);
+        Ok(row)
+    }
+
+    /// The live value at `key` (expired entries are misses).
+    pub async fn get<T: DeserializeOwned, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &str,
+    ) -> Result<Option<T>> {
+        self.expect_kind(ValueKind::Jsonb)?;
+        self.get_row(db, key)
+            .await?
+            .map(|row| self.decode(&row, 0))
+            .transpose()
+    }
+
+    /// The live bytes at `key`.
+    pub async fn get_bytes<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        self.expect_kind(ValueKind::Bytea)?;
+        self.get_row(db, key)
+            .await?
+            .map(|row| row.try_get_by_index(0).in_facility(self.name()))
+            .transpose()
+    }
+
+    async fn get_many_rows<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        keys: &[&str],
+    ) -> Result<HashMap<String, QueryResult>> {
+        if keys.len() > MAX_BATCH {
+            return Err(self.invalid(format!(
+                "at most {MAX_BATCH} keys per call, found {}",
+                keys.len()
+            )));
+        }
+        for key in keys {
+            self.check_key(key)?;
+        }
+        let list: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let rows = db
+            .query_all_raw(stmt(&self.sql()?.get_many, vec![list.into()]))
+            .await
+            .in_facility(self.name())?;
+        let mut found = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key: String = row.try_get_by_index(0).in_facility(self.name())?;
+            found.insert(key, row);
+        }
+        self.count_lookup(found.len(), keys.len());
+        Ok(found)
+    }
+
+    /// The live values at `keys`, in the same order, in one statement.
+    pub async fn get_many<T: DeserializeOwned, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        keys: &[&str],
+    ) -> Result<Vec<Option<T>>> {
+        self.expect_kind(ValueKind::Jsonb)?;
+        let found = self.get_many_rows(db, keys).await?;
+        keys.iter()
+            .map(|k| found.get(*k).map(|row| self.decode(row, 1)).transpose())
+            .collect()
+    }
+
+    /// The live bytes at `keys`, in the same order, in one statement.
+    pub async fn get_many_bytes<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        keys: &[&str],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        self.expect_kind(ValueKind::Bytea)?;
+        let found = self.get_many_rows(db, keys).await?;
+        keys.iter()
+            .map(|k| {
+                found
+                    .get(*k)
+                    .map(|row| row.try_get_by_index(1).in_facility(self.name()))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    async fn write<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        sql: &str,
+        values: Vec<Value>,
+        count: u64,
+    ) -> Result<Option<QueryResult>> {
+        let row = db
+            .query_one_raw(stmt(sql, values))
+            .await
+            .in_facility(self.name())?;
+        self.after_writes(db, count).await?;
+        Ok(row)
+    }
+
+    /// Stores `value` with the spec's default TTL.
+    pub async fn set<T: Serialize + ?Sized, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
+        self.set_with(db, key, value, Expiry::Default).await
+    }
+
+    /// Stores `value` with the given expiry.
+    pub async fn set_with<T: Serialize + ?Sized, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &str,
+        value: &T,
+        expiry: Expiry,
+    ) -> Result<()> {
+        self.check_key(key)?;
+        let values = vec![key.into(), self.encode(key, value)?, self.ttl(expiry)?];
+        self.write(db, &self.sql()?.set, values, 1).await?;
+        Ok(())
+    }
+
+    /// Stores bytes with the given expiry.
+    pub async fn set_bytes<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &str,
+        value: &[u8],
+        expiry: Expiry,
+    ) -> Result<()> {
+        self.expect_kind(ValueKind::Bytea)?;
+        self.check_key(key)?;
+        let values = vec![key.into(), value.to_vec().into(), self.ttl(expiry)?];
+        self.write(db, &self.sql()?.set, values, 1).await?;
+        Ok(())
+    }
+
+    /// Stores every pair in one statement (in key order, so concurrent batches cannot
+    /// deadlock); a key given twice keeps its last value.
+    pub async fn set_many<K: AsRef<str>, T: Serialize, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        entries: &[(K, T)],
+        expiry: Expiry,
+    ) -> Result<()> {
+        if entries.len() > MAX_BATCH {
+            return Err(self.invalid(format!(
+                "at most {MAX_BATCH} entries per call, found {}",
+                entries.len()
+            )));
+        }
+        let mut last: HashMap<&str, &T> = HashMap::with_capacity(entries.len());
+        for (key, value) in entries {
+            self.check_key(key.as_ref())?;
+            last.insert(key.as_ref(), value);
+        }
+        if last.is_empty() {
+            return Ok(());
+        }
+        let mut keys = Vec::with_capacity(last.len());
+        let mut values = Vec::with_capacity(last.len());
+        for (key, value) in last {
+            keys.push(key.to_string());
+            values.push(self.encode(key, value)?);
+        }
+        let n = keys.len() as u64;
+        let params = vec![
+            keys.into(),
+            Value::Array(ArrayType::Json, Some(Box::new(values))),
+            self.ttl(expiry)?,
+        ];
+        db.execute_raw(stmt(&self.sql()?.set_many, params))
+            .await
+            .in_facility(self.name())?;
+        self.after_writes(db, n).await
+    }
+
+    /// Stores `value` only if there is no live entry; `true` when it did.
+    pub async fn set_if_absent<T: Serialize + ?Sized, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &str,
+        value: &T,
+        expiry: Expiry,
+    ) -> Result<bool> {
+        self.check_key(key)?;
+        let values = vec![key.into(), self.encode(key, value)?, self.ttl(expiry)?];
+        Ok(self
+            .write(db, &self.sql()?.set_if_absent, values, 1)
+            .await?
+            .is_some())
+    }
+
+    /// Stores `value` only over a live entry; `true` when it did.
+    pub async fn replace<T: Serialize + ?Sized, C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &str,
+        value: &T,
+        expiry: Expiry,
+    ) -> Result<bool> {
+        self.check_key(key)?;
+        let values = vec![key.into(), self.encode(key, value)?, self.ttl(expiry)?];
+        let row = db
+            .query_one_raw(stmt(&self.sql()?.replace, values))
+            .await
+            .in_facility(self.name())?;
+        Ok(row.is_some())
+    }
+
+    /// Sets a live entry's expiry; `false` if there is none.
+    pub async fn touch<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &str,
+        expiry: Expiry,
+    ) -> Result<bool> {
+        self.check_key(key)?;
+        let row = db
+            .query_one_raw(stmt(
+                &self.sql()?.touch,
+                vec![key.into(), self.ttl(expiry)?],
+            ))
+            .await
+            .in_facility(self.name())?;
+        Ok(row.is_some())
+    }
+
+    /// Deletes `key`; `true` if a live entry was there.
+    pub async fn delete<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<bool> {
+        self.check_key(key)?;
+        let row = db
+            .query_one_raw(stmt(&self.sql()?.delete, vec![key.into()]))
+            .await
+            .in_facility(self.name())?;
+        match row {
+            Some(row) => row.try_get_by_index(0).in_facility(self.name()),
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes every entry whose key starts with `prefix` (a range scan on the key), in batches
+    /// of 10,000; returns how many.
+    pub async fn delete_prefix<C: ConnectionTrait>(&self, db: &C, prefix: &str) -> Result<u64> {
+        if prefix.contains('\0') {
+            self.check_key(prefix)?;
+        }
+        let sql = self.sql()?;
+        let batch = MAX_BATCH as i64;
+        let mut total = 0;
+        loop {
+            let statement = match prefix_upper_bound(prefix) {
+                Some(upper) => stmt(
+                    &sql.delete_prefix,
+                    vec![prefix.into(), upper.into(), batch.into()],
+                ),
+                None => stmt(&sql.delete_from, vec![prefix.into(), batch.into()]),
+            };
+            let deleted = db
+                .execute_raw(statement)
+                .await
+                .in_facility(self.name())?
+                .rows_affected();
+            total += deleted;
+            if deleted < batch as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Adds `delta` to the integer at `key` atomically and returns the result; an absent or
+    /// expired entry starts at `delta` with `expiry`, a live one keeps its expiry.
+    pub async fn incr<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &str,
+        delta: i64,
+        expiry: Expiry,
+    ) -> Result<i64> {
+        self.check_key(key)?;
+        let values = vec![key.into(), delta.into(), self.ttl(expiry)?];
+        let row = db
+            .query_one_raw(stmt(&self.sql()?.incr, values))
+            .await
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("cannot cast")
+                    || text.contains("invalid input syntax")
+                    || text.contains("out of range")
+                {
+                    self.invalid(format!("the value at `{key}` is not an integer: {text}"))
+                } else {
+                    Error::Database {
+                        facility: self.name().to_string(),
+                        source: e,
+                    }
+                }
+            })?;
+        self.after_writes(db, 1).await?;
+        match row {
+            Some(row) => row.try_get_by_index(0).in_facility(self.name()),
+            None => Err(self.invalid("the increment returned nothing".to_string())),
+        }
+    }
+
+    /// The live value at `key`, or the result of `compute`, stored with `options.expiry`.
+    ///
+    /// Concurrent callers for a missing key compute it once: the first takes a lease (in one
+    /// statement); the others get the expired value if there is one (`serve_stale`), or wait
+    /// for the winner's value, polling with backoff. If the winner fails or outlives its lease,
+    /// the next caller computes.
+    pub async fn get_or_compute<T, F, Fut, E, C>(
+        &self,
+        db: &C,
+        key: &str,
+        options: Compute,
+        compute: F,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+        C: ConnectionTrait,
+    {
+        self.expect_kind(ValueKind::Jsonb)?;
+        self.check_key(key)?;
+        let sql = self.sql()?;
+        let lease = i64::try_from(options.lease.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let mut pause = Duration::from_millis(2);
+        let mut waited = false;
+        let mut compute = Some(compute);
+        loop {
+            let row = db
+                .query_one_raw(stmt(&sql.get_for_compute, vec![key.into()]))
+                .await
+                .in_facility(self.name())?;
+            let (stale, leased) = match &row {
+                Some(row) => {
+                    let live: bool = row.try_get_by_index(1).in_facility(self.name())?;
+                    let value: Option<serde_json::Value> =
+                        row.try_get_by_index(0).in_facility(self.name())?;
+                    if live && let Some(value) = value {
+                        bump(&self.counters.hits, 1);
+                        return serde_json::from_value(value).map_err(|e| self.decode_error(e));
+                    }
+                    let leased: bool = row.try_get_by_index(2).in_facility(self.name())?;
+                    (value, leased)
+                }
+                None => (None, false),
+            };
+            if !leased {
+                let won = db
+                    .query_one_raw(stmt(&sql.lease, vec![key.into(), lease.into()]))
+                    .await
+                    .in_facility(self.name())?
+                    .is_some();
+                if won && let Some(compute) = compute.take() {
+                    bump(&self.counters.misses, 1);
+                    bump(&self.counters.computes, 1);
+                    return match compute().await {
+                        Ok(value) => {
+                            self.set_with(db, key, &value, options.expiry).await?;
+                            Ok(value)
+                        }
+                        Err(e) => {
+                            // Let the next caller try rather than wait out the lease.
+                            db.execute_raw(stmt(&sql.lease_release, vec![key.into()]))
+                                .await
+                                .in_facility(self.name())?;
+                            Err(Error::Compute {
+                                facility: self.name().to_string(),
+                                key: key.to_string(),
+                                source: e.into(),
+                            })
+                        }
+                    };
+                }
+            }
+            if options.serve_stale
+                && let Some(value) = stale
+            {
+                bump(&self.counters.stale_hits, 1);
+                return serde_json::from_value(value).map_err(|e| self.decode_error(e));
+            }
+            if !waited {
+                waited = true;
+                bump(&self.counters.waits, 1);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Deletes up to `batch` expired entries (and abandoned placeholders), skipping rows other
+    /// sessions hold; returns how many. Without an index on `expires_at` (which would make
+    /// every write non-HOT) this scans until it finds `batch` rows: call it now and then.
+    pub async fn sweep_expired<C: ConnectionTrait>(&self, db: &C, batch: u32) -> Result<u64> {
+        let result = db
+            .execute_raw(stmt(
+                &self.sql()?.sweep,
+                vec![i64::from(batch.max(1)).into()],
+            ))
+            .await
+            .in_facility(self.name())?;
+        Ok(result.rows_affected())
+    }
+
+    /// Deletes the oldest entries beyond `max_entries` (up to 10,000 a call); returns how many.
+    /// Writes call it every `max_entries / 100` writes (at least 16, at most 1,000), so the
+    /// bound holds without counting rows on each write.
+    pub async fn evict<C: ConnectionTrait>(&self, db: &C) -> Result<u64> {
+        let Some(max) = self.def.max_entries else {
+            return Ok(0);
+        };
+        let values = vec![
+            (max.min(i64::MAX as u64) as i64).into(),
+            (MAX_BATCH as i64).into(),
+        ];
+        let deleted = db
+            .execute_raw(stmt(&self.sql()?.evict, values))
+            .await
+            .in_facility(self.name())?
+            .rows_affected();
+        bump(&self.counters.evicted, deleted);
+        Ok(deleted)
+    }
+
+    async fn after_writes<C: ConnectionTrait>(&self, db: &C, n: u64) -> Result<()> {
+        let total = bump(&self.counters.writes, n);
+        let Some(max) = self.def.max_entries else {
+            return Ok(());
+        };
+        let every = (max / 100).clamp(16, 1000);
+        if total / every != (total - n) / every {
+            self.evict(db).await?;
+        }
+        Ok(())
+    }
+
+    /// A reader for many concurrent gets: requests arriving while a statement is in flight are
+    /// answered together by the next one (`key = ANY($1)`), on `connections` dedicated
+    /// connections from `db`'s pool, like Redis pipelining. Must be created in a tokio runtime.
+    pub fn reader(&'static self, db: &DatabaseConnection, connections: usize) -> CacheReader {
+        let (requests, receiver) = mpsc::unbounded_channel();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..connections.max(1) {
+            let pool = db.get_postgres_connection_pool().clone();
+            tokio::spawn(serve_reads(self, pool, receiver.clone()));
+        }
+        CacheReader {
+            cache: self,
+            requests,
+        }
+    }
+}
+
+/// A type stored in a cache, implemented by `#[derive(Cached)]`:
+///
+/// ```ignore
+/// #[derive(Serialize, Deserialize, Cached)]
+/// #[pgstack(cache = "pages", key = "path", ttl = "10m")]   // ttl overrides default_ttl
+/// struct Page { path: String, html: String }
+///
+/// page.store(&db).await?;
+/// let again = Page::load(&db, "/about").await?;
+/// ```
+pub trait Cached: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// `Expiry::After(ttl)` from `#[pgstack(ttl = "...")]`, else the spec's default.
+    const EXPIRY: Expiry;
+
+    /// The cache the type lives in.
+    fn cache() -> &'static Cache;
+
+    /// The key of a value given its key field (with the `prefix`, if any).
+    fn key_for(id: &str) -> String;
+
+    /// This value's key: its key field, through [`Cached::key_for`].
+    fn cache_key(&self) -> String;
+
+    /// Stores this value under its key.
+    fn store<'a, C: ConnectionTrait>(
+        &'a self,
+        db: &'a C,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        async move {
+            Self::cache()
+                .set_with(db, &self.cache_key(), self, Self::EXPIRY)
+                .await
+        }
+    }
+
+    /// The live value whose key field is `id`.
+    fn load<'a, C: ConnectionTrait>(
+        db: &'a C,
+        id: &'a str,
+    ) -> impl Future<Output = Result<Option<Self>>> + Send + 'a {
+        async move { Self::cache().get(db, &Self::key_for(id)).await }
+    }
+
+    /// Deletes the value whose key field is `id`; `true` if a live one was there.
+    fn forget<'a, C: ConnectionTrait>(
+        db: &'a C,
+        id: &'a str,
+    ) -> impl Future<Output = Result<bool>> + Send + 'a {
+        async move { Self::cache().delete(db, &Self::key_for(id)).await }
+    }
+
+    /// The live value for `id`, or `compute`'s, computed once across concurrent callers.
+    fn load_or_compute<'a, C, F, Fut, E>(
+        db: &'a C,
+        id: &'a str,
+        compute: F,
+    ) -> impl Future<Output = Result<Self>> + Send + 'a
+    where
+        C: ConnectionTrait,
+        F: FnOnce() -> Fut + Send + 'a,
+        Fut: Future<Output = std::result::Result<Self, E>> + Send + 'a,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'a,
+    {
+        async move {
+            let options = Compute {
+                expiry: Self::EXPIRY,
+                ..Compute::default()
+            };
+            Self::cache()
+                .get_or_compute(db, &Self::key_for(id), options, compute)
+                .await
+        }
+    }
+}
+
+#[derive(Clone)]
+enum RawValue {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+type Reply = oneshot::Sender<Result<Option<RawValue>>>;
+
+struct ReadRequest {
+    key: String,
+    reply: Reply,
+}
+
+/// Coalesces concurrent gets into batched statements; see [`Cache::reader`]. Cheap to clone;
+/// its connections go back to the pool when the last clone is dropped.
+#[derive(Clone)]
+pub struct CacheReader {
+    cache: &'static Cache,
+    requests: mpsc::UnboundedSender<ReadRequest>,
+}
+
+impl CacheReader {
+    async fn fetch(&self, key: &str) -> Result<Option<RawValue>> {
+        self.cache.check_key(key)?;
+        let (reply, answer) = oneshot::channel();
+        let request = ReadRequest {
+            key: key.to_string(),
+            reply,
+        };
+        let closed = || {
+            self.cache
+                .invalid("the cache reader's connections stopped".to_string())
+        };
+        self.requests.send(request).map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// As [`Cache::get`].
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.cache.expect_kind(ValueKind::Jsonb)?;
+        match self.fetch(key).await? {
+            Some(RawValue::Text(text)) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| self.cache.decode_error(e)),
+            _ => Ok(None),
+        }
+    }
+
+    /// As [`Cache::get_bytes`].
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.cache.expect_kind(ValueKind::Bytea)?;
+        match self.fetch(key).await? {
+            Some(RawValue::Bytes(bytes)) => Ok(Some(bytes)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// One reader connection: takes everything queued, answers it with one statement, repeats.
+/// While one connection waits for PostgreSQL, another collects the next batch.
+async fn serve_reads(
+    cache: &'static Cache,
+    pool: sea_orm::sqlx::PgPool,
+    receiver: Arc<Mutex<mpsc::UnboundedReceiver<ReadRequest>>>,
+) {
+    use sea_orm::sqlx;
+    let mut connection = None;
+    loop {
+        let batch = {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let result: Result<HashMap<String, RawValue>> = async {
+            let sql = cache.sql()?;
+            if connection.is_none() {
+                connection = Some(
+                    pool.acquire()
+                        .await
+                        .map_err(|e| cache.invalid(format!("cannot get a connection: {e}")))?,
+                );
+            }
+            let Some(conn) = connection.as_mut() else {
+                return Err(cache.invalid("no connection".to_string()));
+            };
+            let keys: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
+            let db_error = |e: sqlx::Error| Error::Database {
+                facility: cache.name().to_string(),
+                source: sea_orm::DbErr::Custom(e.to_string()),
+            };
+            // The SQL is pgstack's own, with a checked table name; values are bound.
+            Ok(match cache.def.value {
+                ValueKind::Jsonb => {
+                    let rows: Vec<(String, String)> =
+                        sqlx::query_as(sqlx::AssertSqlSafe(sql.get_many_text.as_str()))
+                            .bind(&keys)
+                            .fetch_all(&mut **conn)
+                            .await
+                            .map_err(db_error)?;
+                    rows.into_iter()
+                        .map(|(k, v)| (k, RawValue::Text(v)))
+                        .collect()
+                }
+                ValueKind::Bytea => {
+                    let rows: Vec<(String, Vec<u8>)> =
+                        sqlx::query_as(sqlx::AssertSqlSafe(sql.get_many.as_str()))
+                            .bind(&keys)
+                            .fetch_all(&mut **conn)
+                            .await
+                            .map_err(db_error)?;
+                    rows.into_iter()
+                        .map(|(k, v)| (k, RawValue::Bytes(v)))
+                        .collect()
+                }
+            })
+        }
+        .await;
+        match result {
+            Ok(found) => {
+                let hits = batch.iter().filter(|r| found.contains_key(&r.key)).count();
+                cache.count_lookup(hits, batch.len());
+                for request in batch {
+                    let _ = request.reply.send(Ok(found.get(&request.key).cloned()));
+                }
+            }
+            Err(e) => {
+                // The connection may be broken: take a fresh one next time.
+                connection = None;
+                let message = e.to_string();
+                for request in batch {
+                    let _ = request.reply.send(Err(cache.invalid(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_statement_renders() {
+        let sql = CacheSql::new(&CacheDef {
+            schema: "public",
+            table: "pages",
+            value: ValueKind::Bytea,
+            default_ttl_ms: Some(1000),
+            max_entries: Some(10),
+        })
+        .unwrap();
+        assert!(sql.incr.contains("convert_from"));
+        assert!(sql.set_many.contains("$2::bytea[]"));
+        assert!(!sql.evict.contains('{'));
+    }
+}

@@ -1,0 +1,238 @@
+//! Rate limiters against a real PostgreSQL: every algorithm holds its limit under 32 concurrent
+//! callers on one key, refills as specified, honours costs, and peeks without consuming.
+
+use std::time::Duration;
+
+use pgstack::rate_limit::RateLimiter;
+use pgstack_tests::TestDb;
+use pgstack_tests::db::{
+    fast_bucket, fast_fixed, fast_gcra, fast_sliding, hour_bucket, hour_fixed, hour_gcra,
+    hour_sliding,
+};
+
+/// 32 callers, 5 checks each, at once on one key: returns how many passed.
+async fn hammer(t: &TestDb, limiter: &'static RateLimiter, key: &str) -> usize {
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (db, key) = (t.conn.clone(), key.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut passed = 0;
+            for _ in 0..5 {
+                if limiter.check(&db, &key).await.unwrap().allowed {
+                    passed += 1;
+                }
+            }
+            passed
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callers_never_exceed_the_limit() {
+    let t = TestDb::migrated().await;
+    // Each limiter allows 10 (burst 10, or 10 per window) and refills over an hour, so within
+    // the test exactly 10 of the 160 checks may pass, however they interleave.
+    for (name, limiter) in [
+        ("gcra", &hour_gcra::LIMITER),
+        ("fixed_window", &hour_fixed::LIMITER),
+        ("sliding_window", &hour_sliding::LIMITER),
+        ("token_bucket", &hour_bucket::LIMITER),
+    ] {
+        let passed = hammer(&t, limiter, "hot-key").await;
+        assert_eq!(passed, 10, "{name}: exactly the limit passes");
+        let denied = limiter.check(&t.conn, "hot-key").await.unwrap();
+        assert!(!denied.allowed, "{name}");
+        assert_eq!(denied.remaining, 0, "{name}");
+        assert!(
+            denied.retry_after.unwrap() > Duration::from_secs(60),
+            "{name}: {denied:?}"
+        );
+        // Other keys are independent.
+        assert!(
+            limiter.check(&t.conn, "other-key").await.unwrap().allowed,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn windows_and_buckets_refill_as_specified() {
+    let t = TestDb::migrated().await;
+    let db = &t.conn;
+    // 5 per 500ms. GCRA and the token bucket refill one request every 100ms.
+    for (name, limiter) in [
+        ("gcra", &fast_gcra::LIMITER),
+        ("token_bucket", &fast_bucket::LIMITER),
+    ] {
+        for _ in 0..5 {
+            assert!(limiter.check(db, "k").await.unwrap().allowed, "{name}");
+        }
+        let denied = limiter.check(db, "k").await.unwrap();
+        assert!(!denied.allowed, "{name}");
+        let retry = denied.retry_after.unwrap();
+        assert!(
+            retry > Duration::ZERO && retry <= Duration::from_millis(100),
+            "{name}: {retry:?}"
+        );
+        tokio::time::sleep(retry + Duration::from_millis(20)).await;
+        assert!(
+            limiter.check(db, "k").await.unwrap().allowed,
+            "{name}: one refilled"
+        );
+        assert!(
+            !limiter.check(db, "k").await.unwrap().allowed,
+            "{name}: only one"
+        );
+        tokio::time::sleep(Duration::from_millis(550)).await;
+        let full = limiter.peek(db, "k").await.unwrap();
+        assert_eq!(full.remaining, 5, "{name}: full after a period: {full:?}");
+    }
+
+    // The fixed window resets at its boundary.
+    let limiter = &fast_fixed::LIMITER;
+    let mut passed = 0;
+    for _ in 0..8 {
+        if limiter.check(db, "k").await.unwrap().allowed {
+            passed += 1;
+        }
+    }
+    // The burst may straddle a boundary; at most 5 per window either way.
+    assert!((5..=8).contains(&passed), "{passed}");
+    let denied = loop {
+        let d = limiter.check(db, "k").await.unwrap();
+        if !d.allowed {
+            break d;
+        }
+    };
+    let wait = denied.retry_after.unwrap();
+    assert!(wait <= Duration::from_millis(500), "{wait:?}");
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    assert!(
+        limiter.check(db, "k").await.unwrap().allowed,
+        "a new window"
+    );
+
+    // The sliding window frees a slot when the oldest request leaves it.
+    let limiter = &fast_sliding::LIMITER;
+    for _ in 0..5 {
+        assert!(limiter.check(db, "k").await.unwrap().allowed);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let denied = limiter.check(db, "k").await.unwrap();
+    assert!(!denied.allowed);
+    let wait = denied.retry_after.unwrap();
+    // The first request was ~200ms ago: it leaves the 500ms window in ~300ms.
+    assert!(
+        wait > Duration::from_millis(200) && wait <= Duration::from_millis(320),
+        "{wait:?}"
+    );
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    assert!(limiter.check(db, "k").await.unwrap().allowed);
+    assert!(
+        !limiter.check(db, "k").await.unwrap().allowed,
+        "one slot freed, not more"
+    );
+}
+
+#[tokio::test]
+async fn costs_peeks_resets_and_headers() {
+    let t = TestDb::migrated().await;
+    let db = &t.conn;
+    for (name, limiter) in [
+        ("gcra", &hour_gcra::LIMITER),
+        ("fixed_window", &hour_fixed::LIMITER),
+        ("sliding_window", &hour_sliding::LIMITER),
+        ("token_bucket", &hour_bucket::LIMITER),
+    ] {
+        let fresh = limiter.peek(db, "c").await.unwrap();
+        assert!(fresh.allowed && fresh.remaining == 10, "{name}: {fresh:?}");
+        let d = limiter.check_cost(db, "c", 4).await.unwrap();
+        assert!(d.allowed && d.remaining == 6, "{name}: {d:?}");
+        let d = limiter.check_cost(db, "c", 4).await.unwrap();
+        assert!(d.allowed && d.remaining == 2, "{name}: {d:?}");
+        let denied = limiter.check_cost(db, "c", 4).await.unwrap();
+        assert!(
+            !denied.allowed && denied.remaining == 2,
+            "{name}: a denied check consumes nothing: {denied:?}"
+        );
+        // A peek changes nothing either.
+        for _ in 0..3 {
+            assert_eq!(limiter.peek(db, "c").await.unwrap().remaining, 2, "{name}");
+        }
+        assert!(
+            limiter.check_cost(db, "c", 2).await.unwrap().allowed,
+            "{name}"
+        );
+        // More than the limit can never pass.
+        assert!(
+            !limiter.check_cost(db, "big", 11).await.unwrap().allowed,
+            "{name}"
+        );
+        limiter.reset(db, "c").await.unwrap();
+        assert_eq!(limiter.peek(db, "c").await.unwrap().remaining, 10, "{name}");
+
+        let headers = denied.headers("api");
+        let get = |h: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == h)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("RateLimit-Limit").as_deref(), Some("10"), "{name}");
+        assert_eq!(get("RateLimit-Remaining").as_deref(), Some("2"), "{name}");
+        assert!(get("Retry-After").is_some(), "{name}");
+        assert_eq!(
+            get("RateLimit-Policy").as_deref(),
+            Some("\"api\";q=10;w=3600"),
+            "{name}"
+        );
+        assert!(
+            get("RateLimit").unwrap().starts_with("\"api\";r=2;t="),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sweeps_forget_only_idle_keys_and_tables_are_unlogged() {
+    let t = TestDb::migrated().await;
+    let db = &t.conn;
+    for limiter in [
+        &fast_gcra::LIMITER,
+        &fast_fixed::LIMITER,
+        &fast_sliding::LIMITER,
+        &fast_bucket::LIMITER,
+    ] {
+        limiter.check(db, "old").await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for limiter in [
+        &fast_gcra::LIMITER,
+        &fast_fixed::LIMITER,
+        &fast_sliding::LIMITER,
+        &fast_bucket::LIMITER,
+    ] {
+        limiter.check(db, "new").await.unwrap();
+        assert_eq!(
+            limiter.sweep(db, 100).await.unwrap(),
+            1,
+            "{}",
+            limiter.def().table
+        );
+        assert_eq!(
+            limiter.peek(db, "new").await.unwrap().remaining,
+            4,
+            "{}",
+            limiter.def().table
+        );
+    }
+    let persistence = t
+        .column("SELECT DISTINCT relpersistence::text FROM pg_class WHERE relname LIKE 'fast_%' AND relkind = 'r'")
+        .await;
+    assert_eq!(persistence, ["u"]);
+}
