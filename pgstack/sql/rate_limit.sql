@@ -1,6 +1,7 @@
 -- Rate-limit statements, one per algorithm, each one round trip on the database
--- clock (clock_timestamp(), in microseconds since the epoch). `{table}` is the
--- limiter's checked, quoted table name; parameters come from the spec.
+-- clock: `{now_us}` is statement_timestamp() in microseconds since the epoch
+-- (fixed for the statement, current even inside a long transaction). `{table}`
+-- is the limiter's checked, quoted table name; parameters come from the spec.
 --
 -- Each check is an INSERT ... ON CONFLICT DO UPDATE ... WHERE <admitted>: the
 -- conflicting row is locked and the WHERE is evaluated against its latest
@@ -12,29 +13,26 @@
 -- name: RateGcra
 -- GCRA: tat is the theoretical arrival time. $2 = emission interval × cost,
 -- $3 = emission interval × burst. Admitted when max(tat, now) + $2 - now <= $3.
-WITH clock AS (
-    SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS now_us
-), admitted AS (
+WITH admitted AS (
     INSERT INTO {table} AS r (key, tat)
-    SELECT $1, now_us + $2 FROM clock
+    SELECT $1, {now_us} + $2
     WHERE $2 <= $3
     ON CONFLICT (key) DO UPDATE
         SET tat = greatest(r.tat + $2, excluded.tat)
         WHERE greatest(r.tat + $2, excluded.tat) - excluded.tat + $2 <= $3
     RETURNING tat
 )
-SELECT clock.now_us,
+SELECT {now_us},
        (SELECT tat FROM admitted) AS admitted_tat,
-       (SELECT tat FROM {table} WHERE key = $1) AS current_tat
-FROM clock
+       -- Read only when denied (CASE evaluates lazily): the admitted path does no lookup.
+       CASE WHEN NOT EXISTS (SELECT 1 FROM admitted)
+            THEN (SELECT tat FROM {table} WHERE key = $1) END AS current_tat
 
 -- name: RateTokenBucket
 -- Tokens refill at $2 per microsecond up to $3; a request takes $4.
-WITH clock AS (
-    SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS now_us
-), admitted AS (
+WITH admitted AS (
     INSERT INTO {table} AS r (key, tokens, updated_us)
-    SELECT $1, $3 - $4, now_us FROM clock
+    SELECT $1, $3 - $4, {now_us}
     WHERE $4 <= $3
     ON CONFLICT (key) DO UPDATE
         SET tokens = least($3, r.tokens + greatest(0, excluded.updated_us - r.updated_us) * $2) - $4,
@@ -42,20 +40,18 @@ WITH clock AS (
         WHERE least($3, r.tokens + greatest(0, excluded.updated_us - r.updated_us) * $2) >= $4
     RETURNING tokens
 )
-SELECT clock.now_us,
+SELECT {now_us},
        (SELECT tokens FROM admitted) AS admitted_tokens,
        r.tokens,
        r.updated_us
-FROM clock
+FROM (SELECT 1) AS one
 LEFT JOIN {table} AS r ON r.key = $1
 
 -- name: RateFixedWindow
 -- A counter per epoch-aligned window of $2 microseconds; at most $3 per window.
-WITH clock AS (
-    SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS now_us
-), admitted AS (
+WITH admitted AS (
     INSERT INTO {table} AS r (key, window_start, count)
-    SELECT $1, now_us - now_us % $2, $4 FROM clock
+    SELECT $1, {now_us} - {now_us} % $2, $4
     WHERE $4 <= $3
     ON CONFLICT (key) DO UPDATE
         SET count = CASE WHEN r.window_start = excluded.window_start
@@ -65,21 +61,19 @@ WITH clock AS (
                     THEN r.count + $4 ELSE $4 END) <= $3
     RETURNING count
 )
-SELECT clock.now_us,
+SELECT {now_us},
        (SELECT count FROM admitted) AS admitted_count,
        r.window_start,
        r.count
-FROM clock
+FROM (SELECT 1) AS one
 LEFT JOIN {table} AS r ON r.key = $1
 
 -- name: RateSlidingWindow
 -- The times of the requests admitted in the last $2 microseconds: exact over
 -- any window, at the cost of one array element per request (limit <= 10000).
-WITH clock AS (
-    SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS now_us
-), admitted AS (
+WITH admitted AS (
     INSERT INTO {table} AS r (key, hits)
-    SELECT $1, array_fill(now_us, ARRAY[$4::int]) FROM clock
+    SELECT $1, array_fill({now_us}, ARRAY[$4::int])
     WHERE $4 <= $3
     ON CONFLICT (key) DO UPDATE
         SET hits = ARRAY(SELECT h FROM unnest(r.hits) AS h
@@ -89,27 +83,27 @@ WITH clock AS (
                                 WHERE h > excluded.hits[1] - $2)) + $4 <= $3
     RETURNING hits
 )
-SELECT clock.now_us,
+SELECT {now_us},
        (SELECT hits FROM admitted) AS admitted_hits,
-       (SELECT hits FROM {table} WHERE key = $1) AS current_hits
-FROM clock
+       CASE WHEN NOT EXISTS (SELECT 1 FROM admitted)
+            THEN (SELECT hits FROM {table} WHERE key = $1) END AS current_hits
 
 -- name: RatePeekGcra
-SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
+SELECT {now_us},
        (SELECT tat FROM {table} WHERE key = $1)
 
 -- name: RatePeekTokenBucket
-SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint, r.tokens, r.updated_us
+SELECT {now_us}, r.tokens, r.updated_us
 FROM (SELECT 1) AS one
 LEFT JOIN {table} AS r ON r.key = $1
 
 -- name: RatePeekFixedWindow
-SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint, r.window_start, r.count
+SELECT {now_us}, r.window_start, r.count
 FROM (SELECT 1) AS one
 LEFT JOIN {table} AS r ON r.key = $1
 
 -- name: RatePeekSlidingWindow
-SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
+SELECT {now_us},
        (SELECT hits FROM {table} WHERE key = $1)
 
 -- name: RateReset
@@ -119,21 +113,21 @@ DELETE FROM {table} WHERE key = $1
 -- Rows whose bucket has fully drained are the same as no row: delete them.
 DELETE FROM {table} WHERE key IN (
     SELECT key FROM {table}
-    WHERE tat <= (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+    WHERE tat <= {now_us}
     LIMIT $1 FOR UPDATE SKIP LOCKED)
 
 -- name: RateSweepTokenBucket
 -- $2 = microseconds a drained bucket takes to refill completely.
 DELETE FROM {table} WHERE key IN (
     SELECT key FROM {table}
-    WHERE updated_us + $2 <= (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+    WHERE updated_us + $2 <= {now_us}
     LIMIT $1 FOR UPDATE SKIP LOCKED)
 
 -- name: RateSweepFixedWindow
 -- $2 = the window length.
 DELETE FROM {table} WHERE key IN (
     SELECT key FROM {table}
-    WHERE window_start + $2 <= (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+    WHERE window_start + $2 <= {now_us}
     LIMIT $1 FOR UPDATE SKIP LOCKED)
 
 -- name: RateSweepSlidingWindow
@@ -141,5 +135,5 @@ DELETE FROM {table} WHERE key IN (
 DELETE FROM {table} WHERE key IN (
     SELECT key FROM {table}
     WHERE coalesce(hits[cardinality(hits)], 0) + $2
-          <= (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+          <= {now_us}
     LIMIT $1 FOR UPDATE SKIP LOCKED)

@@ -952,7 +952,14 @@ async fn serve_reads(
             }
             batch
         };
-        let result: Result<HashMap<String, RawValue>> = async {
+        // Callers asking for the same key share one answer.
+        let mut waiting: HashMap<String, Vec<Reply>> = HashMap::with_capacity(batch.len());
+        let asked = batch.len();
+        for request in batch {
+            waiting.entry(request.key).or_default().push(request.reply);
+        }
+        let keys: Vec<&str> = waiting.keys().map(String::as_str).collect();
+        let result: Result<Vec<(String, RawValue)>> = async {
             let sql = cache.sql()?;
             if connection.is_none() {
                 connection = Some(
@@ -964,7 +971,6 @@ async fn serve_reads(
             let Some(conn) = connection.as_mut() else {
                 return Err(cache.invalid("no connection".to_string()));
             };
-            let keys: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
             let db_error = |e: sqlx::Error| Error::Database {
                 facility: cache.name().to_string(),
                 source: sea_orm::DbErr::Custom(e.to_string()),
@@ -997,19 +1003,32 @@ async fn serve_reads(
         }
         .await;
         match result {
-            Ok(found) => {
-                let hits = batch.iter().filter(|r| found.contains_key(&r.key)).count();
-                cache.count_lookup(hits, batch.len());
-                for request in batch {
-                    let _ = request.reply.send(Ok(found.get(&request.key).cloned()));
+            Ok(rows) => {
+                let mut hits = 0;
+                for (key, value) in rows {
+                    let Some(mut replies) = waiting.remove(&key) else {
+                        continue;
+                    };
+                    hits += replies.len();
+                    let last = replies.pop();
+                    for reply in replies {
+                        let _ = reply.send(Ok(Some(value.clone())));
+                    }
+                    if let Some(reply) = last {
+                        let _ = reply.send(Ok(Some(value)));
+                    }
+                }
+                cache.count_lookup(hits, asked);
+                for reply in waiting.into_values().flatten() {
+                    let _ = reply.send(Ok(None));
                 }
             }
             Err(e) => {
                 // The connection may be broken: take a fresh one next time.
                 connection = None;
                 let message = e.to_string();
-                for request in batch {
-                    let _ = request.reply.send(Err(cache.invalid(message.clone())));
+                for reply in waiting.into_values().flatten() {
+                    let _ = reply.send(Err(cache.invalid(message.clone())));
                 }
             }
         }

@@ -67,7 +67,8 @@ pub struct Decision {
     pub reset_after: Duration,
     /// For a denied request: how long until the same request would pass.
     pub retry_after: Option<Duration>,
-    /// The spec's `period`, for the `RateLimit-Policy` header.
+    /// The spec's `limit` and `period`, for the `RateLimit-Policy` header.
+    pub quota: u64,
     pub window: Duration,
 }
 
@@ -80,7 +81,7 @@ impl Decision {
         let mut headers = vec![
             (
                 "RateLimit-Policy",
-                format!("\"{policy}\";q={};w={}", self.limit, secs(self.window)),
+                format!("\"{policy}\";q={};w={}", self.quota, secs(self.window)),
             ),
             ("RateLimit-Limit", self.limit.to_string()),
             ("RateLimit-Remaining", self.remaining.to_string()),
@@ -149,7 +150,13 @@ impl RateLimiter {
                 let table =
                     TableName::new(self.def.schema, self.def.table).map_err(|e| e.to_string())?;
                 let table = table.to_string();
-                let vars = [("table", table.as_str())];
+                let vars = [
+                    ("table", table.as_str()),
+                    (
+                        "now_us",
+                        "(extract(epoch FROM statement_timestamp()) * 1000000)::bigint",
+                    ),
+                ];
                 let suffix = match self.def.algorithm {
                     Algorithm::Gcra => "Gcra",
                     Algorithm::FixedWindow => "FixedWindow",
@@ -306,6 +313,7 @@ impl RateLimiter {
         // `admitted` is Some(state after this request) when a check passed.
         let passed = |admitted: bool, fits: bool| if is_check { admitted } else { fits };
         let window = micros(self.period_us());
+        let quota = self.def.limit;
         Ok(match self.def.algorithm {
             Algorithm::Gcra => {
                 let t = self.interval_us();
@@ -326,6 +334,7 @@ impl RateLimiter {
                     reset_after: micros(tat - now),
                     retry_after: (!allowed)
                         .then(|| micros((used + t * cost_f - cap_us).ceil().max(0.0) as i64)),
+                    quota,
                     window,
                 }
             }
@@ -353,6 +362,7 @@ impl RateLimiter {
                     reset_after: micros(((capacity as f64 - tokens) / rate).ceil() as i64),
                     retry_after: (!allowed)
                         .then(|| micros(((cost_f - tokens) / rate).ceil().max(0.0) as i64)),
+                    quota,
                     window,
                 }
             }
@@ -390,6 +400,7 @@ impl RateLimiter {
                     } else {
                         window_left
                     }),
+                    quota,
                     window,
                 }
             }
@@ -430,6 +441,7 @@ impl RateLimiter {
                         .last()
                         .map_or(Duration::ZERO, |newest| micros(newest + period - now)),
                     retry_after,
+                    quota,
                     window,
                 }
             }
@@ -449,6 +461,7 @@ mod tests {
             remaining: 0,
             reset_after: Duration::from_millis(2500),
             retry_after: Some(Duration::from_millis(1200)),
+            quota: 100,
             window: Duration::from_secs(3600),
         };
         let headers = d.headers("api");

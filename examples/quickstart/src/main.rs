@@ -15,9 +15,10 @@ mod db;
 
 use std::time::Duration;
 
-use db::{emails, sessions, settings, user_profiles};
+use db::{api, emails, pages, sessions, settings, user_profiles};
+use pgstack::cache::{Cached, Compute};
 use pgstack::queue::{Delivery, EnqueueOptions, Job, Worker};
-use sea_orm::{Database, TransactionTrait};
+use sea_orm::{ConnectOptions, Database, TransactionTrait};
 use serde::{Deserialize, Serialize};
 
 /// A job for the `emails` queue; `#[derive(Queue)]` checks the queue against pgstack.toml.
@@ -26,6 +27,14 @@ use serde::{Deserialize, Serialize};
 struct WelcomeEmail {
     to: String,
     name: String,
+}
+
+/// A rendered page, cached under its path for ten minutes (overriding the cache's five).
+#[derive(Debug, Serialize, Deserialize, pgstack::Cached)]
+#[pgstack(cache = "pages", key = "path", ttl = "10m")]
+struct Page {
+    path: String,
+    html: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,7 +60,11 @@ struct Flag {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("DATABASE_URL")
         .map_err(|_| "set DATABASE_URL to a database migrated with `pgstack-gen migrate`")?;
-    let db = Database::connect(url.as_str()).await?;
+    // sqlx pings the server before handing out each pooled connection unless told not to:
+    // one more round trip per statement.
+    let mut options = ConnectOptions::new(url);
+    options.test_before_acquire(false);
+    let db = Database::connect(options).await?;
 
     // Key-value: typed values, versions, compare-and-set.
     let flag = Flag {
@@ -163,5 +176,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "user_profiles: {} profile(s) in GB on the first page",
         in_gb.docs.len()
     );
+
+    // Cache: typed values, stampede-protected computation.
+    let about = Page {
+        path: "/about".into(),
+        html: "<h1>About</h1>".into(),
+    };
+    about.store(&db).await?;
+    let cached = Page::load(&db, "/about").await?;
+    println!("pages: /about cached = {}", cached.is_some());
+    let home: String = pages::CACHE
+        .get_or_compute(&db, "/", Compute::default(), || async {
+            Ok::<_, std::io::Error>("<h1>Home</h1>".to_string())
+        })
+        .await?;
+    println!("pages: / = {home} (computed once, then cached)");
+
+    // Rate limiting: one statement per check, on the database clock.
+    let key = format!("key:{}", std::process::id());
+    let mut allowed = 0;
+    let mut last = None;
+    for _ in 0..25 {
+        let decision = api::LIMITER.check(&db, &key).await?;
+        if decision.allowed {
+            allowed += 1;
+        }
+        last = Some(decision);
+    }
+    if let Some(decision) = last {
+        println!("api: {allowed} of 25 requests allowed (burst 20); headers on the last:");
+        for (name, value) in decision.headers("api") {
+            println!("  {name}: {value}");
+        }
+    }
     Ok(())
 }

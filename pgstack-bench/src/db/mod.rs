@@ -6,4 +6,6 @@
 
 #![allow(dead_code)]
 
+pub mod bench_cache;
 pub mod bench_jobs;
+pub mod bench_limit;

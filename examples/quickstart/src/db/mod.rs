@@ -6,7 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod emails;
+pub mod pages;
 pub mod sessions;
 pub mod settings;
 pub mod user_profiles;

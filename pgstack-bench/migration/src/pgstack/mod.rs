@@ -5,8 +5,12 @@
 use sea_orm_migration::MigrationTrait;
 
 mod pgstack_0001_initial;
+mod pgstack_0002_update_bench_cache_bench_limit;
 
 /// Every pgstack migration, in the order they run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-    vec![Box::new(pgstack_0001_initial::Migration)]
+    vec![
+        Box::new(pgstack_0001_initial::Migration),
+        Box::new(pgstack_0002_update_bench_cache_bench_limit::Migration)
+    ]
 }

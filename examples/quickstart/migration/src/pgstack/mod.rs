@@ -7,12 +7,14 @@ use sea_orm_migration::MigrationTrait;
 mod pgstack_0001_initial;
 mod pgstack_0002_create_emails;
 mod pgstack_0003_update_helpers;
+mod pgstack_0004_update_api_pages;
 
 /// Every pgstack migration, in the order they run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
         Box::new(pgstack_0001_initial::Migration),
         Box::new(pgstack_0002_create_emails::Migration),
-        Box::new(pgstack_0003_update_helpers::Migration)
+        Box::new(pgstack_0003_update_helpers::Migration),
+        Box::new(pgstack_0004_update_api_pages::Migration)
     ]
 }

@@ -1,0 +1,468 @@
+//! `pgstack-bench cache` and `pgstack-bench rate_limit`: pgstack's accessors against the seed
+//! article's recipes (its `cache_store` and `rate_limits` tables and code) and Redis on
+//! 127.0.0.1:6379, same keys and payloads, in one run.
+//!
+//! Every implementation decodes the same JSON payload into the same struct, and every client
+//! has a connection of its own (no cross-client pipelining for Redis). `pgstack` is the plain
+//! accessor; `mode = "coalesced"` is the same cache read through `Cache::reader`, which answers
+//! concurrent gets with one statement, the way a pipelining client would.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgstack::cache::Expiry;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{bench_cache, bench_limit};
+use crate::report::Record;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const KEYS: u64 = 100_000;
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The cached payload: a small rendered page (about 200 bytes of JSON).
+#[derive(Serialize, Deserialize)]
+struct Page {
+    path: String,
+    title: String,
+    html: String,
+    version: u64,
+}
+
+fn page(n: u64) -> Page {
+    Page {
+        path: format!("/articles/{n}"),
+        title: format!("Article {n}"),
+        html: format!(
+            "<article><h1>Article {n}</h1><p>{}</p></article>",
+            "lorem ipsum ".repeat(10)
+        ),
+        version: n,
+    }
+}
+
+fn key(n: u64) -> String {
+    format!("page:{n}")
+}
+
+/// A cheap, repeatable key sequence per client.
+struct Keys(u64);
+
+impl Keys {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % KEYS
+    }
+}
+
+fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+const SEED_CACHE: &str = "
+CREATE UNLOGGED TABLE cache_store (
+    cache_key VARCHAR(255) PRIMARY KEY,
+    cache_value TEXT,
+    expires_at TIMESTAMP,
+    created_at TIMESTAMP DEFAULT NOW()
+);
+CREATE INDEX idx_cache_expires ON cache_store(expires_at);
+";
+const SEED_GET: &str = "SELECT cache_value FROM cache_store
+     WHERE cache_key = $1 AND (expires_at IS NULL OR expires_at > NOW())";
+const SEED_SET: &str = "INSERT INTO cache_store (cache_key, cache_value, expires_at)
+     VALUES ($1, $2, $3)
+     ON CONFLICT (cache_key)
+     DO UPDATE SET cache_value = $2, expires_at = $3, created_at = NOW()";
+
+/// Runs `op` from `clients` tasks, each with state from `setup`, for `duration` after a
+/// warm-up; returns operations and latencies.
+async fn timed<S, Setup, SFut, Op, OFut>(
+    clients: usize,
+    duration: Duration,
+    setup: Setup,
+    op: Op,
+) -> Result<(u64, Vec<Duration>), BoxError>
+where
+    S: Send + 'static,
+    Setup: Fn(usize) -> SFut,
+    SFut: std::future::Future<Output = Result<S, BoxError>>,
+    Op: Fn(&mut S, u64) -> OFut + Clone + Send + 'static,
+    OFut: std::future::Future<Output = Result<(), BoxError>> + Send,
+{
+    let warmup = Duration::from_millis(300);
+    let mut tasks = Vec::new();
+    let start = Instant::now() + Duration::from_millis(50);
+    for c in 0..clients {
+        let mut state = setup(c).await?;
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut keys = Keys(c as u64 * 7919 + 1);
+            let mut samples = Vec::with_capacity(100_000);
+            while Instant::now() < start {
+                tokio::task::yield_now().await;
+            }
+            while start.elapsed() < warmup + duration {
+                let t = Instant::now();
+                op(&mut state, keys.next()).await?;
+                if start.elapsed() >= warmup {
+                    samples.push(t.elapsed());
+                }
+            }
+            Ok::<_, BoxError>(samples)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok((all.len() as u64, all))
+}
+
+async fn redis_connection() -> Result<redis::aio::MultiplexedConnection, BoxError> {
+    let client = redis::Client::open(REDIS_URL)?;
+    Ok(client.get_multiplexed_async_connection().await?)
+}
+
+pub async fn run_cache(
+    db: &DatabaseConnection,
+    seconds: Duration,
+    workers: &[usize],
+) -> Result<(), BoxError> {
+    db.execute_unprepared(SEED_CACHE).await?;
+    eprintln!("pgstack-bench: loading {KEYS} keys into each store");
+    let bytes = serde_json::to_string(&page(1))?.len();
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(5000) {
+        let entries: Vec<(String, Page)> = chunk.iter().map(|&n| (key(n), page(n))).collect();
+        bench_cache::CACHE
+            .set_many(db, &entries, Expiry::Default)
+            .await?;
+    }
+    db.execute_raw(stmt(
+        "INSERT INTO cache_store (cache_key, cache_value, expires_at)
+         SELECT key, value::text, now() + interval '1 hour' FROM bench_cache",
+        vec![],
+    ))
+    .await?;
+    db.execute_unprepared("VACUUM ANALYZE bench_cache").await?;
+    db.execute_unprepared("VACUUM ANALYZE cache_store").await?;
+    let mut redis = redis_connection().await?;
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(5000) {
+        let mut pipe = redis::pipe();
+        for &n in chunk {
+            pipe.cmd("SET")
+                .arg(key(n))
+                .arg(serde_json::to_string(&page(n))?)
+                .arg("EX")
+                .arg(3600)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut redis).await?;
+    }
+
+    for &clients in workers {
+        // get
+        let (n, mut lat) = timed(
+            clients,
+            seconds,
+            |_| async { Ok(db.clone()) },
+            |db: &mut DatabaseConnection, k| {
+                let db = db.clone();
+                async move {
+                    let page: Option<Page> = bench_cache::CACHE.get(&db, &key(k)).await?;
+                    page.ok_or("missing key")?;
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        Record::new("cache", "get", "pgstack", clients)
+            .rate(n, seconds)
+            .latencies(&mut lat)
+            .with("mode", "direct")
+            .with("payload_bytes", bytes)
+            .print();
+
+        let reader = Arc::new(bench_cache::CACHE.reader(db, 2));
+        let (n, mut lat) = timed(
+            clients,
+            seconds,
+            |_| {
+                let r = reader.clone();
+                async move { Ok(r) }
+            },
+            |reader: &mut Arc<pgstack::cache::CacheReader>, k| {
+                let reader = reader.clone();
+                async move {
+                    let page: Option<Page> = reader.get(&key(k)).await?;
+                    page.ok_or("missing key")?;
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        drop(reader);
+        Record::new("cache", "get", "pgstack", clients)
+            .rate(n, seconds)
+            .latencies(&mut lat)
+            .with("mode", "coalesced")
+            .with("payload_bytes", bytes)
+            .print();
+
+        let (n, mut lat) = timed(
+            clients,
+            seconds,
+            |_| async { Ok(db.clone()) },
+            |db: &mut DatabaseConnection, k| {
+                let db = db.clone();
+                async move {
+                    let row = db
+                        .query_one_raw(stmt(SEED_GET, vec![key(k).into()]))
+                        .await?
+                        .ok_or("missing key")?;
+                    let text: String = row.try_get_by_index(0)?;
+                    let _page: Page = serde_json::from_str(&text)?;
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        Record::new("cache", "get", "seed", clients)
+            .rate(n, seconds)
+            .latencies(&mut lat)
+            .with("payload_bytes", bytes)
+            .print();
+
+        let (n, mut lat) = timed(
+            clients,
+            seconds,
+            |_| redis_connection(),
+            |con: &mut redis::aio::MultiplexedConnection, k| {
+                let mut con = con.clone();
+                async move {
+                    let text: Option<String> =
+                        redis::cmd("GET").arg(key(k)).query_async(&mut con).await?;
+                    let _page: Page = serde_json::from_str(&text.ok_or("missing key")?)?;
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        Record::new("cache", "get", "redis", clients)
+            .rate(n, seconds)
+            .latencies(&mut lat)
+            .with("payload_bytes", bytes)
+            .print();
+
+        // set
+        let (n, mut lat) = timed(
+            clients,
+            seconds,
+            |_| async { Ok(db.clone()) },
+            |db: &mut DatabaseConnection, k| {
+                let db = db.clone();
+                async move {
+                    bench_cache::CACHE.set(&db, &key(k), &page(k)).await?;
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        Record::new("cache", "set", "pgstack", clients)
+            .rate(n, seconds)
+            .latencies(&mut lat)
+            .with("payload_bytes", bytes)
+            .print();
+
+        let (n, mut lat) = timed(
+            clients,
+            seconds,
+            |_| async { Ok(db.clone()) },
+            |db: &mut DatabaseConnection, k| {
+                let db = db.clone();
+                async move {
+                    let text = serde_json::to_string(&page(k))?;
+                    let expires = chrono::Utc::now().naive_utc() + chrono::Duration::hours(1);
+                    db.execute_raw(stmt(
+                        SEED_SET,
+                        vec![key(k).into(), text.into(), expires.into()],
+                    ))
+                    .await?;
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        Record::new("cache", "set", "seed", clients)
+            .rate(n, seconds)
+            .latencies(&mut lat)
+            .with("payload_bytes", bytes)
+            .print();
+
+        let (n, mut lat) = timed(
+            clients,
+            seconds,
+            |_| redis_connection(),
+            |con: &mut redis::aio::MultiplexedConnection, k| {
+                let mut con = con.clone();
+                async move {
+                    let text = serde_json::to_string(&page(k))?;
+                    redis::cmd("SET")
+                        .arg(key(k))
+                        .arg(text)
+                        .arg("EX")
+                        .arg(3600)
+                        .query_async::<()>(&mut con)
+                        .await?;
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        Record::new("cache", "set", "redis", clients)
+            .rate(n, seconds)
+            .latencies(&mut lat)
+            .with("payload_bytes", bytes)
+            .print();
+    }
+    Ok(())
+}
+
+const SEED_LIMITS: &str = "
+CREATE UNLOGGED TABLE rate_limits (
+    identifier VARCHAR(255) PRIMARY KEY,
+    request_count INTEGER DEFAULT 0,
+    window_start TIMESTAMP DEFAULT NOW()
+);
+CREATE INDEX idx_rate_limit_window ON rate_limits(window_start);
+";
+
+/// The seed article's `checkLimit`: a transaction with SELECT ... FOR UPDATE, then a reset
+/// upsert or an increment (or nothing when over the limit).
+async fn seed_check(
+    db: &DatabaseConnection,
+    identifier: &str,
+    max_requests: i32,
+    window_secs: f64,
+) -> Result<bool, BoxError> {
+    use sea_orm::TransactionTrait;
+    let txn = db.begin().await?;
+    let row = txn
+        .query_one_raw(stmt(
+            "SELECT request_count, window_start FROM rate_limits WHERE identifier = $1 FOR UPDATE",
+            vec![identifier.into()],
+        ))
+        .await?;
+    let now = chrono::Utc::now().naive_utc();
+    let (count, start) = match &row {
+        Some(row) => (
+            row.try_get_by_index::<i32>(0)?,
+            row.try_get_by_index::<chrono::NaiveDateTime>(1)?,
+        ),
+        None => (0, now),
+    };
+    let elapsed = (now - start).num_milliseconds() as f64 / 1000.0;
+    let allowed = if elapsed > window_secs || row.is_none() {
+        txn.execute_raw(stmt(
+            "INSERT INTO rate_limits (identifier, request_count, window_start) VALUES ($1, 1, $2)
+             ON CONFLICT (identifier) DO UPDATE SET request_count = 1, window_start = $2",
+            vec![identifier.into(), now.into()],
+        ))
+        .await?;
+        true
+    } else if count >= max_requests {
+        false
+    } else {
+        txn.execute_raw(stmt(
+            "UPDATE rate_limits SET request_count = request_count + 1 WHERE identifier = $1",
+            vec![identifier.into()],
+        ))
+        .await?;
+        true
+    };
+    txn.commit().await?;
+    Ok(allowed)
+}
+
+pub async fn run_rate_limit(
+    db: &DatabaseConnection,
+    seconds: Duration,
+    workers: &[usize],
+) -> Result<(), BoxError> {
+    db.execute_unprepared(SEED_LIMITS).await?;
+    let identifier = |k: u64| format!("user:{}", k % 10_000);
+    for &clients in workers {
+        let (n, mut lat) = timed(
+            clients,
+            seconds,
+            |_| async { Ok(db.clone()) },
+            move |db: &mut DatabaseConnection, k| {
+                let db = db.clone();
+                async move {
+                    bench_limit::LIMITER.check(&db, &identifier(k)).await?;
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        Record::new("rate_limit", "check", "pgstack", clients)
+            .rate(n, seconds)
+            .latencies(&mut lat)
+            .with("algorithm", "gcra")
+            .with("keys", 10_000)
+            .print();
+
+        let (n, mut lat) = timed(
+            clients,
+            seconds,
+            |_| async { Ok(db.clone()) },
+            move |db: &mut DatabaseConnection, k| {
+                let db = db.clone();
+                async move {
+                    seed_check(&db, &identifier(k), 1000, 60.0).await?;
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        Record::new("rate_limit", "check", "seed", clients)
+            .rate(n, seconds)
+            .latencies(&mut lat)
+            .with("algorithm", "fixed_window (transaction, FOR UPDATE)")
+            .with("keys", 10_000)
+            .print();
+
+        let (n, mut lat) = timed(
+            clients,
+            seconds,
+            |_| redis_connection(),
+            move |con: &mut redis::aio::MultiplexedConnection, k| {
+                let mut con = con.clone();
+                async move {
+                    let key = format!("rl:{}", identifier(k));
+                    let count: i64 = redis::cmd("INCR").arg(&key).query_async(&mut con).await?;
+                    redis::cmd("EXPIRE")
+                        .arg(&key)
+                        .arg(60)
+                        .query_async::<()>(&mut con)
+                        .await?;
+                    let _allowed = count <= 1000;
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        Record::new("rate_limit", "check", "redis", clients)
+            .rate(n, seconds)
+            .latencies(&mut lat)
+            .with("algorithm", "INCR + EXPIRE")
+            .with("keys", 10_000)
+            .print();
+    }
+    Ok(())
+}
