@@ -14,6 +14,7 @@
 //! per-derive modules, each returning every error found.
 
 mod cached;
+mod embedded;
 mod internals;
 mod queue;
 
@@ -34,4 +35,14 @@ pub fn derive_queue(input: TokenStream) -> TokenStream {
 pub fn derive_cached(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     cached::expand(&input).into()
+}
+
+/// Implements `pgstack::vector::Embedded` for a struct: `#[pgstack(collection = "name")]` on
+/// it (and optionally `spec = "path"`), `#[pgstack(id)]` on the id field, `#[pgstack(embedding)]`
+/// on the embedding (`Vec<f32>`, `Vec<bool>` for `bit`, `SparseVector` for `sparsevec`, or an
+/// `Option` of one), every declared field by name, `#[pgstack(skip)]` on fields not stored.
+#[proc_macro_derive(Embedded, attributes(pgstack))]
+pub fn derive_embedded(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    embedded::expand(&input).into()
 }

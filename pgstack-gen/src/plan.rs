@@ -18,6 +18,12 @@ use crate::templates;
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum Step {
     CreateSchema,
+    CreateExtension {
+        name: String,
+        min_version: String,
+        min_version_array: String,
+        install_hint: String,
+    },
     CreateFunction {
         definition: String,
     },
@@ -70,6 +76,11 @@ pub enum Step {
     SetLogged {
         table: String,
         unlogged: bool,
+    },
+    SetColumnStorage {
+        table: String,
+        column: String,
+        storage: String,
     },
     CreateIndex {
         index: Index,
@@ -254,6 +265,19 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
             destructive: None,
             up: vec![Step::CreateSchema],
             // The schema may hold other things; undoing pgstack's objects leaves it in place.
+            down: Vec::new(),
+        });
+    }
+
+    // Extensions the new objects need, before anything uses their types. Never dropped: other
+    // objects in the database may use them too.
+    for name in new.extensions.difference(&old.extensions) {
+        changes.push(Change {
+            summary: format!("require extension `{name}`"),
+            facility: None,
+            verb: Verb::Create,
+            destructive: None,
+            up: vec![extension_step(name)],
             down: Vec::new(),
         });
     }
@@ -514,6 +538,28 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
     })
 }
 
+/// Extensions pgstack knows how to require, with the oldest version it works with.
+fn extension_step(name: &str) -> Step {
+    let (min_version, install_hint) = match name {
+        "vector" => (
+            "0.7.0",
+            "install pgvector 0.7 or later on the database server (Debian/Ubuntu with the PGDG \
+             repository: apt install postgresql-<major>-pgvector; or build it from \
+             https://github.com/pgvector/pgvector), then migrate again",
+        ),
+        _ => (
+            "0",
+            "install the extension on the database server, then migrate again",
+        ),
+    };
+    Step::CreateExtension {
+        name: name.to_string(),
+        min_version: min_version.to_string(),
+        min_version_array: format!("{{{}}}", min_version.replace('.', ",")),
+        install_hint: install_hint.to_string(),
+    }
+}
+
 fn drop_function(function: &Function) -> Step {
     Step::DropFunction {
         name: function.name.clone(),
@@ -669,6 +715,27 @@ fn alter_table(old: &Table, new: &Table, changes: &mut Vec<Change>) -> Result<()
                         }],
                     );
                 }
+                if old_col.storage != new_col.storage {
+                    let storage = |c: &Column| {
+                        c.storage
+                            .clone()
+                            .unwrap_or_else(|| default_storage(&c.sql_type))
+                    };
+                    push(
+                        format!("change storage of `{table}.{col}` ({owner})"),
+                        None,
+                        vec![Step::SetColumnStorage {
+                            table: table.clone(),
+                            column: col.clone(),
+                            storage: storage(new_col),
+                        }],
+                        vec![Step::SetColumnStorage {
+                            table: table.clone(),
+                            column: col.clone(),
+                            storage: storage(old_col),
+                        }],
+                    );
+                }
                 if old_col.default != new_col.default {
                     push(
                         format!("change default of `{table}.{col}`"),
@@ -813,6 +880,19 @@ fn alter_table(old: &Table, new: &Table, changes: &mut Vec<Change>) -> Result<()
         );
     }
     Ok(())
+}
+
+/// The storage a column of `sql_type` gets when none is set: pgvector's types are EXTERNAL,
+/// variable-length built-ins EXTENDED, fixed-length ones PLAIN.
+fn default_storage(sql_type: &str) -> String {
+    let base = sql_type.split('(').next().unwrap_or(sql_type);
+    match base {
+        "vector" | "halfvec" | "sparsevec" => "EXTERNAL",
+        "bigint" | "integer" | "smallint" | "boolean" | "double precision" | "timestamptz"
+        | "uuid" => "PLAIN",
+        _ => "EXTENDED",
+    }
+    .to_string()
 }
 
 /// The `USING` expression converting a column between types.

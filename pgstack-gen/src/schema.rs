@@ -4,7 +4,7 @@
 //! schemas object by object; the state file records the schema the committed migrations
 //! produce. Names here are bare (unquoted); quoting happens when SQL is rendered.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub struct Schema {
     /// The PostgreSQL schema every object lives in.
     pub schema: String,
+    /// Extensions the objects need (`vector`); created if missing, never dropped.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub extensions: BTreeSet<String>,
     #[serde(default)]
     pub functions: BTreeMap<String, Function>,
     #[serde(default)]
@@ -94,6 +97,9 @@ pub struct Column {
     /// `GENERATED ALWAYS AS (expr) STORED`: derived data, safe to drop and re-add.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated: Option<String>,
+    /// `ALTER COLUMN ... SET STORAGE`: `PLAIN` keeps a value inline (no TOAST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
 }
 
 /// A named CHECK constraint.
@@ -116,6 +122,9 @@ pub struct Index {
     pub keys: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicate: Option<String>,
+    /// Index storage parameters, rendered as `WITH (...)`: `m`, `ef_construction`, `lists`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub with: BTreeMap<String, String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -143,7 +152,13 @@ impl Column {
             default: None,
             identity: false,
             generated: None,
+            storage: None,
         }
+    }
+
+    pub fn storage(mut self, storage: &str) -> Column {
+        self.storage = Some(storage.to_string());
+        self
     }
 
     pub fn default(mut self, expr: &str) -> Column {
@@ -193,6 +208,7 @@ impl Schema {
 
     pub fn is_empty(&self) -> bool {
         self.functions.is_empty()
+            && self.extensions.is_empty()
             && self.tables.is_empty()
             && self.indexes.is_empty()
             && self.triggers.is_empty()

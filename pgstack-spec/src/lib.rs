@@ -27,7 +27,7 @@ mod reader;
 pub use duration::SpecDuration;
 pub use error::{SpecError, SpecErrors, line_column};
 pub use model::*;
-pub use parse::{DOCUMENT_COLUMNS, queue_tables};
+pub use parse::{DOCUMENT_COLUMNS, VECTOR_COLUMNS, queue_tables};
 
 use std::path::Path;
 

@@ -20,6 +20,8 @@ pub struct Spec {
     pub caches: Vec<Cache>,
     /// `[[rate_limit]]` facilities, sorted by name.
     pub rate_limits: Vec<RateLimit>,
+    /// `[[vector]]` collections, sorted by name.
+    pub vectors: Vec<Vector>,
 }
 
 /// `[project]`.
@@ -78,6 +80,7 @@ pub enum FacilityRef<'a> {
     Queue(&'a Queue),
     Cache(&'a Cache),
     RateLimit(&'a RateLimit),
+    Vector(&'a Vector),
 }
 
 impl<'a> FacilityRef<'a> {
@@ -88,6 +91,7 @@ impl<'a> FacilityRef<'a> {
             FacilityRef::Queue(_) => FacilityKind::Queue,
             FacilityRef::Cache(_) => FacilityKind::Cache,
             FacilityRef::RateLimit(_) => FacilityKind::RateLimit,
+            FacilityRef::Vector(_) => FacilityKind::Vector,
         }
     }
 
@@ -98,6 +102,7 @@ impl<'a> FacilityRef<'a> {
             FacilityRef::Queue(f) => &f.name,
             FacilityRef::Cache(f) => &f.name,
             FacilityRef::RateLimit(f) => &f.name,
+            FacilityRef::Vector(f) => &f.name,
         }
     }
 }
@@ -292,6 +297,194 @@ impl Algorithm {
     }
 }
 
+/// `[[vector]]`: a pgvector collection.
+#[derive(Clone, Debug, Serialize)]
+pub struct Vector {
+    pub name: String,
+    pub dimensions: u32,
+    pub element: Element,
+    pub distance: Distance,
+    pub index: VectorIndex,
+    /// The type of the `id` column.
+    pub id: IdType,
+    /// Declared metadata fields, sorted by name.
+    pub fields: Vec<VectorField>,
+    /// Text fields fed to the generated `tsvector` column, in the order given (the first
+    /// weighs most); empty when hybrid search is off.
+    pub full_text: Vec<String>,
+    /// The text search configuration (`english`, `simple`, ...).
+    pub language: String,
+    /// The field whose values each get their own LIST partition.
+    pub partition_by: Option<String>,
+    #[serde(skip)]
+    pub span: Range<usize>,
+}
+
+impl Vector {
+    pub fn field(&self, name: &str) -> Option<&VectorField> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// A metadata column of a vector collection.
+#[derive(Clone, Debug, Serialize)]
+pub struct VectorField {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    /// A B-tree index, used by filters (and to choose exact search for selective ones).
+    pub index: bool,
+}
+
+/// The pgvector type of the `embedding` column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Element {
+    /// 4-byte floats; indexable up to 2,000 dimensions.
+    Vector,
+    /// 2-byte floats; indexable up to 4,000 dimensions.
+    Halfvec,
+    /// Bits; indexable up to 64,000 dimensions.
+    Bit,
+    /// Sparse floats; indexable (HNSW only) up to 1,000 non-zero elements.
+    Sparsevec,
+}
+
+impl Element {
+    pub const ALL: [(&'static str, Element); 4] = [
+        ("vector", Element::Vector),
+        ("halfvec", Element::Halfvec),
+        ("bit", Element::Bit),
+        ("sparsevec", Element::Sparsevec),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Element::ALL
+            .iter()
+            .find(|(_, e)| *e == self)
+            .map_or("vector", |(n, _)| n)
+    }
+
+    /// The most dimensions a column of this type may declare.
+    pub const fn max_dimensions(self) -> u32 {
+        match self {
+            Element::Vector | Element::Halfvec => 16_000,
+            Element::Bit => 83_886_080,
+            Element::Sparsevec => 1_000_000_000,
+        }
+    }
+
+    /// The most dimensions an HNSW or IVFFlat index takes (`None`: limited by non-zeros).
+    pub const fn max_indexed_dimensions(self) -> Option<u32> {
+        match self {
+            Element::Vector => Some(2_000),
+            Element::Halfvec => Some(4_000),
+            Element::Bit => Some(64_000),
+            Element::Sparsevec => None,
+        }
+    }
+}
+
+/// How distance between two embeddings is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Distance {
+    Cosine,
+    L2,
+    InnerProduct,
+    L1,
+    Hamming,
+    Jaccard,
+}
+
+impl Distance {
+    pub const ALL: [(&'static str, Distance); 6] = [
+        ("cosine", Distance::Cosine),
+        ("l2", Distance::L2),
+        ("inner_product", Distance::InnerProduct),
+        ("l1", Distance::L1),
+        ("hamming", Distance::Hamming),
+        ("jaccard", Distance::Jaccard),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Distance::ALL
+            .iter()
+            .find(|(_, d)| *d == self)
+            .map_or("cosine", |(n, _)| n)
+    }
+
+    /// The pgvector operator; `ORDER BY embedding <op> $1` is what an index serves.
+    pub const fn operator(self) -> &'static str {
+        match self {
+            Distance::Cosine => "<=>",
+            Distance::L2 => "<->",
+            Distance::InnerProduct => "<#>",
+            Distance::L1 => "<+>",
+            Distance::Hamming => "<~>",
+            Distance::Jaccard => "<%>",
+        }
+    }
+
+    /// The operator class suffix: `cosine_ops`, `l2_ops`, ...
+    pub const fn opclass_suffix(self) -> &'static str {
+        match self {
+            Distance::Cosine => "cosine_ops",
+            Distance::L2 => "l2_ops",
+            Distance::InnerProduct => "ip_ops",
+            Distance::L1 => "l1_ops",
+            Distance::Hamming => "hamming_ops",
+            Distance::Jaccard => "jaccard_ops",
+        }
+    }
+
+    /// Whether the distance applies to `element` at all.
+    pub const fn fits(self, element: Element) -> bool {
+        match element {
+            Element::Bit => matches!(self, Distance::Hamming | Distance::Jaccard),
+            _ => !matches!(self, Distance::Hamming | Distance::Jaccard),
+        }
+    }
+}
+
+/// The approximate-nearest-neighbour index, with the parameters pgstack searches with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum VectorIndex {
+    Hnsw {
+        m: u32,
+        ef_construction: u32,
+        /// `hnsw.ef_search` pgstack sets per query unless the call gives another.
+        ef_search: u32,
+    },
+    Ivfflat {
+        lists: u32,
+        /// `ivfflat.probes` pgstack sets per query unless the call gives another.
+        probes: u32,
+    },
+    /// Exact search only.
+    None,
+}
+
+/// The type of a vector collection's `id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdType {
+    Bigint,
+    Text,
+    Uuid,
+}
+
+impl IdType {
+    pub fn field_type(self) -> FieldType {
+        match self {
+            IdType::Bigint => FieldType::Bigint,
+            IdType::Text => FieldType::Text,
+            IdType::Uuid => FieldType::Uuid,
+        }
+    }
+}
+
 /// Column types a spec may declare for fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -365,10 +558,89 @@ impl Spec {
             .chain(self.queues.iter().map(FacilityRef::Queue))
             .chain(self.caches.iter().map(FacilityRef::Cache))
             .chain(self.rate_limits.iter().map(FacilityRef::RateLimit))
+            .chain(self.vectors.iter().map(FacilityRef::Vector))
     }
 
     /// The facility called `name`, of any kind.
     pub fn facility(&self, name: &str) -> Option<FacilityRef<'_>> {
         self.facilities().find(|f| f.name() == name)
+    }
+}
+
+impl Vector {
+    /// The `::pgstack::vector::CollectionDef` expression describing this collection, as Rust
+    /// source. The generator writes it into accessor modules and `#[derive(Embedded)]` parses it,
+    /// so both describe a collection identically.
+    pub fn collection_def(&self, schema: &str) -> String {
+        let p = "::pgstack::vector";
+        let kind = |ty: FieldType| format!("{p}::FieldKind::{}", field_kind_variant(ty));
+        let index = match self.index {
+            VectorIndex::Hnsw { ef_search, .. } => {
+                format!("{p}::IndexDef::Hnsw {{ ef_search: {ef_search} }}")
+            }
+            VectorIndex::Ivfflat { lists, probes } => {
+                format!("{p}::IndexDef::IvfFlat {{ lists: {lists}, probes: {probes} }}")
+            }
+            VectorIndex::None => format!("{p}::IndexDef::None"),
+        };
+        let fields: Vec<String> = self
+            .fields
+            .iter()
+            .map(|f| {
+                format!(
+                    "{p}::FieldDef {{ name: {:?}, kind: {}, indexed: {} }}",
+                    f.name,
+                    kind(f.ty),
+                    f.index
+                )
+            })
+            .collect();
+        let opt = |s: Option<&str>| match s {
+            Some(s) => format!("::core::option::Option::Some({s:?})"),
+            None => "::core::option::Option::None".to_string(),
+        };
+        let full_text = (!self.full_text.is_empty()).then_some(self.language.as_str());
+        let text_fields: Vec<String> = self.full_text.iter().map(|f| format!("{f:?}")).collect();
+        format!(
+            "{p}::CollectionDef {{ schema: {schema:?}, table: {table:?}, dimensions: {dims}, \
+             element: {p}::Element::{element}, distance: {p}::Distance::{distance}, \
+             index: {index}, id: {id}, fields: &[{fields}], full_text: {full_text}, \
+             text_fields: &[{text_fields}], partition_by: {partition_by} }}",
+            table = self.name,
+            dims = self.dimensions,
+            element = match self.element {
+                Element::Vector => "Vector",
+                Element::Halfvec => "Halfvec",
+                Element::Bit => "Bit",
+                Element::Sparsevec => "Sparsevec",
+            },
+            distance = match self.distance {
+                Distance::Cosine => "Cosine",
+                Distance::L2 => "L2",
+                Distance::InnerProduct => "InnerProduct",
+                Distance::L1 => "L1",
+                Distance::Hamming => "Hamming",
+                Distance::Jaccard => "Jaccard",
+            },
+            id = kind(self.id.field_type()),
+            fields = fields.join(", "),
+            full_text = opt(full_text),
+            text_fields = text_fields.join(", "),
+            partition_by = opt(self.partition_by.as_deref()),
+        )
+    }
+}
+
+/// The `FieldKind` variant naming a field type in generated Rust.
+pub fn field_kind_variant(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::Text => "Text",
+        FieldType::Bigint => "Bigint",
+        FieldType::Integer => "Integer",
+        FieldType::Boolean => "Boolean",
+        FieldType::Double => "Double",
+        FieldType::Timestamptz => "Timestamptz",
+        FieldType::Uuid => "Uuid",
+        FieldType::Jsonb => "Jsonb",
     }
 }

@@ -68,6 +68,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// An embedder failed or returned something unusable.
+    #[error("embedder `{embedder}`: {message}")]
+    Embedder { embedder: String, message: String },
     /// An argument the caller passed is out of range.
     #[error("invalid argument for `{facility}`: {message}")]
     InvalidArgument { facility: String, message: String },

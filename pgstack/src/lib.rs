@@ -14,11 +14,12 @@ pub mod migrate;
 pub mod queue;
 pub mod rate_limit;
 mod sql;
+pub mod vector;
 
 pub use error::{Error, Result};
 
 /// The derives: bind a type to a facility in `pgstack.toml`, checked at compile time.
-pub use pgstack_derive::{Cached, Queue};
+pub use pgstack_derive::{Cached, Embedded, Queue};
 
 /// Paths the derives expand to; not part of the public API.
 #[doc(hidden)]
@@ -26,6 +27,7 @@ pub mod __private {
     pub use crate::cache::{Cache, CacheDef, Cached, Expiry};
     pub use crate::kv::ValueKind;
     pub use crate::queue::{ArchiveDef, Backoff, BackoffKind, Job, Queue, QueueDef};
+    pub use crate::vector::{Collection, Embedded, EmbeddingField, Record};
 }
 
 /// Re-exported so generated code and users agree on versions.

@@ -21,6 +21,12 @@ PARTITION BY {{ table.partition_by }}
 WITH ({% for key in table.storage | keys | sort %}{{ key }} = {{ table.storage[key] }}{% if not loop.last %}, {% endif %}{% endfor %})
 {%- endif %};
 {%- endif %}
+{%- for column in table.columns %}
+{%- if column.storage %}
+ALTER TABLE {{ schema | quote }}.{{ table.name | quote }}
+    ALTER COLUMN {{ column.name | quote }} SET STORAGE {{ column.storage }};
+{%- endif %}
+{%- endfor %}
 {%- if table.comment %}
 COMMENT ON TABLE {{ schema | quote }}.{{ table.name | quote }} IS {{ table.comment | literal }};
 {%- endif %}

@@ -104,6 +104,7 @@ pub(super) fn add_objects(cache: &Cache, schema: &mut Schema) {
             method: None,
             keys: quote("created_at"),
             predicate: None,
+            with: Default::default(),
         });
     }
 }

@@ -52,6 +52,7 @@ pub(super) fn add_objects(document: &Document, schema: &mut Schema) -> Result<()
             method: Some("gin".to_string()),
             keys,
             predicate: None,
+            with: Default::default(),
         });
     }
     for field in &document.fields {
@@ -63,6 +64,7 @@ pub(super) fn add_objects(document: &Document, schema: &mut Schema) -> Result<()
                 method: None,
                 keys: quote(&field.name),
                 predicate: None,
+                with: Default::default(),
             });
         }
     }
@@ -181,7 +183,7 @@ pub(super) fn render(
 }
 
 /// The value type of a `Field<V>`: what `find_by` binds.
-fn field_rust_type(ty: FieldType) -> &'static str {
+pub(super) fn field_rust_type(ty: FieldType) -> &'static str {
     match ty {
         FieldType::Text => "String",
         FieldType::Bigint => "i64",

@@ -43,6 +43,7 @@ pub(super) fn add_objects(kv: &Kv, schema: &mut Schema) {
             method: None,
             keys: quote("expires_at"),
             predicate: Some(format!("{} IS NOT NULL", quote("expires_at"))),
+            with: Default::default(),
         });
     }
 }

@@ -9,6 +9,7 @@ mod document;
 mod kv;
 mod queue;
 mod rate_limit;
+mod vector;
 
 use pgstack_spec::Spec;
 use serde::Serialize;
@@ -34,6 +35,9 @@ pub fn desired_schema(spec: &Spec) -> Result<Schema, GenError> {
     }
     for limit in &spec.rate_limits {
         rate_limit::add_objects(limit, &mut schema);
+    }
+    for vector in &spec.vectors {
+        vector::add_objects(vector, &mut schema)?;
     }
     Ok(schema)
 }
@@ -82,6 +86,13 @@ pub fn accessor_modules(spec: &Spec, spec_file: &str) -> Result<Vec<Module>, Gen
         modules.push(Module {
             name: format!("{}.rs", limit.name),
             contents: templates::format_rust(&limit.name, &source, &header)?,
+        });
+    }
+    for vector in &spec.vectors {
+        let source = vector::render(vector, spec, &schema, spec_file)?;
+        modules.push(Module {
+            name: format!("{}.rs", vector.name),
+            contents: templates::format_rust(&vector.name, &source, &header)?,
         });
     }
     let mut names: Vec<&str> = spec.facilities().map(|f| f.name()).collect();

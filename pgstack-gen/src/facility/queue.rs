@@ -103,6 +103,7 @@ pub(super) fn add_objects(queue: &Queue, schema: &mut Schema) -> Result<(), GenE
         method: None,
         keys: ready_keys,
         predicate: Some(format!("{} IS NULL", quote("claimed_at"))),
+        with: Default::default(),
     });
     // Running jobs by lease expiry: the claim takes expired leases first; metrics count it.
     schema.add_index(Index {
@@ -112,6 +113,7 @@ pub(super) fn add_objects(queue: &Queue, schema: &mut Schema) -> Result<(), GenE
         method: None,
         keys: quote("visible_at"),
         predicate: Some(format!("{} IS NOT NULL", quote("claimed_at"))),
+        with: Default::default(),
     });
     if queue.unique {
         schema.add_index(Index {
@@ -121,6 +123,7 @@ pub(super) fn add_objects(queue: &Queue, schema: &mut Schema) -> Result<(), GenE
             method: None,
             keys: quote("unique_key"),
             predicate: Some(format!("{} IS NOT NULL", quote("unique_key"))),
+            with: Default::default(),
         });
     }
 

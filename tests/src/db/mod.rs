@@ -7,21 +7,26 @@
 #![allow(dead_code)]
 
 pub mod archived;
+pub mod articles;
 pub mod blob_cache;
 pub mod blobs;
 pub mod fast_bucket;
 pub mod fast_fixed;
 pub mod fast_gcra;
 pub mod fast_sliding;
+pub mod fingerprints;
 pub mod flags;
 pub mod fragments;
 pub mod hour_bucket;
 pub mod hour_fixed;
 pub mod hour_gcra;
 pub mod hour_sliding;
+pub mod images;
 pub mod jobs;
 pub mod notes;
 pub mod pages;
 pub mod profiles;
 pub mod raw_jobs;
 pub mod settings;
+pub mod tenant_docs;
+pub mod terms;

@@ -1,0 +1,741 @@
+//! Nearest-neighbour and hybrid search: the query builders and the SQL they become.
+//!
+//! Every search is one statement and one round trip. Its shape depends on the strategy:
+//!
+//! - **plain** (no filter): `ORDER BY embedding <op> $q LIMIT k`, which the ANN index serves.
+//!   `hnsw.ef_search` (or `ivfflat.probes`) is set for this statement only, by a `set_config(...,
+//!   true)` in an uncorrelated sub-select of the WHERE clause: PostgreSQL evaluates it once, as a
+//!   one-time filter, before the index scan returns its first row.
+//! - **iterative** (filtered): the same with pgvector's `iterative_scan = relaxed_order`, so the
+//!   scan goes on until `k` rows pass the filter; the outer query restores strict order.
+//! - **exact**: `ORDER BY (embedding <op> $q) + 0`, which no ANN index can serve, so PostgreSQL
+//!   scans the filtered rows (through their B-tree) and sorts: exact, and fast when few match.
+//! - **auto** (filtered, on an indexed field): a probe counts the matching rows up to a bound,
+//!   and two gated branches run exact search below it and the iterative index scan above it.
+//!
+//! pgvector applies filters after the ANN scan, so without these a 1%-selective filter returns
+//! about 0.45 of 10 rows at the default `ef_search`.
+
+use sea_orm::{ConnectionTrait, QueryResult, Value};
+
+use super::{Collection, Embedding, FieldKind, IndexDef, Key, Record, stmt};
+use crate::error::{DbContext, Error, Result};
+use crate::ident::Ident;
+
+/// The most rows one search returns.
+pub const MAX_K: u32 = 1_000;
+
+/// How a search uses the ANN index.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// The ANN index without filters; with filters on an indexed field, exact search when at
+    /// most `exact_below` rows match, else the iterative index scan.
+    #[default]
+    Auto,
+    /// Always the ANN index (iterative scan when filtered).
+    Index,
+    /// Always exact: every matching row is compared. Perfect recall.
+    Exact,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    In,
+    IsNull,
+    IsNotNull,
+}
+
+/// A condition on a declared metadata field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Filter {
+    field: String,
+    op: Op,
+    values: Vec<serde_json::Value>,
+}
+
+macro_rules! comparison {
+    ($($name:ident => $op:ident),*) => {$(
+        pub fn $name(field: &str, value: impl Into<serde_json::Value>) -> Filter {
+            Filter { field: field.to_string(), op: Op::$op, values: vec![value.into()] }
+        }
+    )*};
+}
+
+impl Filter {
+    comparison!(eq => Eq, ne => Ne, lt => Lt, le => Le, gt => Gt, ge => Ge);
+
+    /// The field equals one of `values`.
+    pub fn one_of<V: Into<serde_json::Value>>(
+        field: &str,
+        values: impl IntoIterator<Item = V>,
+    ) -> Filter {
+        Filter {
+            field: field.to_string(),
+            op: Op::In,
+            values: values.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    pub fn is_null(field: &str) -> Filter {
+        Filter {
+            field: field.to_string(),
+            op: Op::IsNull,
+            values: Vec::new(),
+        }
+    }
+
+    pub fn is_not_null(field: &str) -> Filter {
+        Filter {
+            field: field.to_string(),
+            op: Op::IsNotNull,
+            values: Vec::new(),
+        }
+    }
+
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+}
+
+/// What to search near.
+#[derive(Clone, Debug, PartialEq)]
+enum Query {
+    Embedding(Embedding),
+    /// The embedding of a stored row (which is left out of the results).
+    SimilarTo(Key),
+}
+
+/// A nearest-neighbour search: `Search::new(embedding).k(10).filter(...)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Search {
+    query: Query,
+    k: u32,
+    filters: Vec<Filter>,
+    tenant: Option<serde_json::Value>,
+    ef_search: Option<u32>,
+    probes: Option<u32>,
+    strategy: Strategy,
+    exact_below: u32,
+    with_embeddings: bool,
+    max_distance: Option<f64>,
+}
+
+/// Below this many matching rows, [`Strategy::Auto`] compares them all.
+pub const DEFAULT_EXACT_BELOW: u32 = 2_000;
+
+impl Search {
+    /// The 10 rows nearest `embedding`.
+    pub fn new(embedding: impl Into<Embedding>) -> Search {
+        Search::with_query(Query::Embedding(embedding.into()))
+    }
+
+    /// The 10 rows nearest the stored row `key` (itself excluded). In a partitioned collection
+    /// the search stays within the row's tenant.
+    pub fn similar_to(key: impl Into<Key>) -> Search {
+        Search::with_query(Query::SimilarTo(key.into()))
+    }
+
+    fn with_query(query: Query) -> Search {
+        Search {
+            query,
+            k: 10,
+            filters: Vec::new(),
+            tenant: None,
+            ef_search: None,
+            probes: None,
+            strategy: Strategy::Auto,
+            exact_below: DEFAULT_EXACT_BELOW,
+            with_embeddings: false,
+            max_distance: None,
+        }
+    }
+
+    /// How many rows to return (1 to 1000).
+    pub fn k(mut self, k: u32) -> Search {
+        self.k = k;
+        self
+    }
+
+    /// Only rows matching `filter` (filters combine with AND).
+    pub fn filter(mut self, filter: Filter) -> Search {
+        self.filters.push(filter);
+        self
+    }
+
+    /// Only the rows of this tenant (the `partition_by` value): one partition is searched.
+    pub fn tenant(mut self, tenant: impl Into<serde_json::Value>) -> Search {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// `hnsw.ef_search` for this query (1 to 1000): higher finds more true neighbours, slower.
+    pub fn ef_search(mut self, ef_search: u32) -> Search {
+        self.ef_search = Some(ef_search);
+        self
+    }
+
+    /// `ivfflat.probes` for this query: lists searched, up to `lists` (exact).
+    pub fn probes(mut self, probes: u32) -> Search {
+        self.probes = Some(probes);
+        self
+    }
+
+    pub fn strategy(mut self, strategy: Strategy) -> Search {
+        self.strategy = strategy;
+        self
+    }
+
+    /// With [`Strategy::Auto`], compare every matching row when at most this many match.
+    pub fn exact_below(mut self, rows: u32) -> Search {
+        self.exact_below = rows;
+        self
+    }
+
+    /// Return each hit's embedding too (off by default: a 1536-d embedding is 6 KB a row).
+    pub fn with_embeddings(mut self, yes: bool) -> Search {
+        self.with_embeddings = yes;
+        self
+    }
+
+    /// Only hits at most this far away.
+    pub fn max_distance(mut self, distance: f64) -> Search {
+        self.max_distance = Some(distance);
+        self
+    }
+}
+
+/// A search result: the row and its distance to the query (smaller is closer).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hit<T> {
+    pub item: T,
+    pub distance: f64,
+}
+
+/// A hybrid search: semantic and full-text rankings fused by reciprocal rank fusion.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hybrid {
+    text: String,
+    embedding: Embedding,
+    k: u32,
+    filters: Vec<Filter>,
+    tenant: Option<serde_json::Value>,
+    depth: Option<u32>,
+    rrf_k: f64,
+    semantic_weight: f64,
+    keyword_weight: f64,
+    ef_search: Option<u32>,
+}
+
+impl Hybrid {
+    /// `text` is matched with `websearch_to_tsquery` (quotes, `or`, `-word` work);
+    /// `embedding` is usually the embedding of the same text.
+    pub fn new(text: impl Into<String>, embedding: impl Into<Embedding>) -> Hybrid {
+        Hybrid {
+            text: text.into(),
+            embedding: embedding.into(),
+            k: 10,
+            filters: Vec::new(),
+            tenant: None,
+            depth: None,
+            rrf_k: 60.0,
+            semantic_weight: 1.0,
+            keyword_weight: 1.0,
+            ef_search: None,
+        }
+    }
+
+    pub fn k(mut self, k: u32) -> Hybrid {
+        self.k = k;
+        self
+    }
+
+    pub fn filter(mut self, filter: Filter) -> Hybrid {
+        self.filters.push(filter);
+        self
+    }
+
+    pub fn tenant(mut self, tenant: impl Into<serde_json::Value>) -> Hybrid {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// Candidates taken from each ranking before fusing (default: 4k, at least 40).
+    pub fn depth(mut self, depth: u32) -> Hybrid {
+        self.depth = Some(depth);
+        self
+    }
+
+    /// The RRF constant: a hit at rank r scores `weight / (rrf_k + r)` (default 60).
+    pub fn rrf_k(mut self, k: f64) -> Hybrid {
+        self.rrf_k = k;
+        self
+    }
+
+    pub fn weights(mut self, semantic: f64, keyword: f64) -> Hybrid {
+        self.semantic_weight = semantic;
+        self.keyword_weight = keyword;
+        self
+    }
+
+    pub fn ef_search(mut self, ef_search: u32) -> Hybrid {
+        self.ef_search = Some(ef_search);
+        self
+    }
+}
+
+/// A hybrid result: the fused score and the rank the row had in each list (1 is best).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HybridHit<T> {
+    pub item: T,
+    pub score: f64,
+    pub semantic_rank: Option<u32>,
+    pub keyword_rank: Option<u32>,
+}
+
+/// Bound parameters, numbered as they are pushed.
+#[derive(Default)]
+struct Params(Vec<Value>);
+
+impl Params {
+    fn push(&mut self, value: Value) -> String {
+        self.0.push(value);
+        format!("${}", self.0.len())
+    }
+}
+
+/// How the ANN part of a statement runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    Plain,
+    Iterative,
+    Exact,
+    Probe,
+}
+
+impl Collection {
+    /// `WHERE` conditions (joined with AND) for the filters and the tenant, values bound.
+    fn conditions(
+        &self,
+        filters: &[Filter],
+        tenant: Option<&serde_json::Value>,
+        params: &mut Params,
+    ) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for filter in filters {
+            let Some(field) = self.def.field(&filter.field) else {
+                let declared: Vec<&str> = self.def.fields.iter().map(|f| f.name).collect();
+                return Err(self.invalid(format!(
+                    "filter on `{}`, which is not a declared field; declared: {}",
+                    filter.field,
+                    declared.join(", ")
+                )));
+            };
+            let column = Ident::new(field.name)?;
+            let mut bind = |value: &serde_json::Value| -> Result<String> {
+                let value = field
+                    .kind
+                    .bind(value)
+                    .map_err(|why| self.invalid(format!("filter on `{}`: {why}", field.name)))?;
+                Ok(params.push(value))
+            };
+            let condition = match filter.op {
+                Op::IsNull => format!("{column} IS NULL"),
+                Op::IsNotNull => format!("{column} IS NOT NULL"),
+                Op::In => {
+                    if filter.values.is_empty() {
+                        "false".to_string()
+                    } else {
+                        let list = filter
+                            .values
+                            .iter()
+                            .map(&mut bind)
+                            .collect::<Result<Vec<_>>>()?;
+                        format!("{column} IN ({})", list.join(", "))
+                    }
+                }
+                op => {
+                    if field.kind == FieldKind::Jsonb && op != Op::Eq && op != Op::Ne {
+                        return Err(self.invalid(format!(
+                            "filter on `{}`: a jsonb field compares only with eq and ne",
+                            field.name
+                        )));
+                    }
+                    let symbol = match op {
+                        Op::Eq => "=",
+                        Op::Ne => "<>",
+                        Op::Lt => "<",
+                        Op::Le => "<=",
+                        Op::Gt => ">",
+                        _ => ">=",
+                    };
+                    let value = filter.values.first().cloned().unwrap_or_default();
+                    format!("{column} {symbol} {}", bind(&value)?)
+                }
+            };
+            out.push(condition);
+        }
+        if let Some(tenant) = tenant {
+            let Some(field) = self.def.partition_field() else {
+                return Err(self
+                    .invalid("the collection has no `partition_by`, so a search takes no tenant"));
+            };
+            let value = field
+                .kind
+                .bind(tenant)
+                .map_err(|why| self.invalid(format!("tenant (`{}`): {why}", field.name)))?;
+            out.push(format!(
+                "{} = {}",
+                Ident::new(field.name)?,
+                params.push(value)
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `(SELECT set_config(...)) IS NOT NULL`: the per-statement search settings.
+    fn settings(
+        &self,
+        ef_search: Option<u32>,
+        probes: Option<u32>,
+        k: u32,
+        iterative: bool,
+        params: &mut Params,
+    ) -> Result<Option<String>> {
+        let mut calls = Vec::new();
+        match self.def.index {
+            IndexDef::Hnsw { ef_search: default } => {
+                let ef = ef_search.unwrap_or(default);
+                if !(1..=1000).contains(&ef) {
+                    return Err(self.invalid(format!("ef_search must be 1 to 1000, found {ef}")));
+                }
+                // Without an iterative scan HNSW returns at most ef_search rows.
+                let ef = ef.max(k.min(1000));
+                calls.push(format!(
+                    "set_config('hnsw.ef_search', {}, true)",
+                    params.push(ef.to_string().into())
+                ));
+                if iterative {
+                    calls.push(
+                        "set_config('hnsw.iterative_scan', 'relaxed_order', true)".to_string(),
+                    );
+                }
+            }
+            IndexDef::IvfFlat {
+                lists,
+                probes: default,
+            } => {
+                let p = probes.unwrap_or(default);
+                if !(1..=lists).contains(&p) {
+                    return Err(self.invalid(format!(
+                        "probes must be 1 to {lists} (the lists), found {p}"
+                    )));
+                }
+                calls.push(format!(
+                    "set_config('ivfflat.probes', {}, true)",
+                    params.push(p.to_string().into())
+                ));
+                if iterative {
+                    calls.push(
+                        "set_config('ivfflat.iterative_scan', 'relaxed_order', true)".to_string(),
+                    );
+                }
+            }
+            IndexDef::None => return Ok(None),
+        }
+        Ok(Some(format!("(SELECT {}) IS NOT NULL", calls.join(" || "))))
+    }
+
+    fn check_k(&self, k: u32) -> Result<()> {
+        if k == 0 || k > MAX_K {
+            return Err(self.invalid(format!("k must be 1 to {MAX_K}, found {k}")));
+        }
+        Ok(())
+    }
+
+    /// The `k` rows nearest the query, closest first.
+    pub async fn search<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        search: &Search,
+    ) -> Result<Vec<Hit<Record>>> {
+        self.check_k(search.k)?;
+        let mut filters = search.filters.clone();
+        let mut tenant = search.tenant.clone();
+        let embedding = match &search.query {
+            Query::Embedding(e) => {
+                self.check_embedding(e, "the query embedding")?;
+                e.clone()
+            }
+            Query::SimilarTo(key) => {
+                let Some(row) = self.get(db, key.clone()).await? else {
+                    return Err(
+                        self.invalid(format!("similar_to: there is no row with id {}", key.id))
+                    );
+                };
+                let Some(embedding) = row.embedding else {
+                    return Err(
+                        self.invalid(format!("similar_to: row {} has no embedding yet", key.id))
+                    );
+                };
+                if tenant.is_none() {
+                    tenant = key.tenant.clone();
+                }
+                filters.push(Filter {
+                    field: String::new(),
+                    op: Op::Ne,
+                    values: vec![key.id.clone()],
+                });
+                embedding
+            }
+        };
+        let sql = self.sql()?;
+        let mut params = Params::default();
+        let q = format!(
+            "{}::{}",
+            params.push(embedding.to_sql_text().into()),
+            sql.vtype
+        );
+        let k = params.push(i64::from(search.k).into());
+        // The id exclusion of similar_to is not a declared field: handle it here.
+        let (exclude, filters): (Vec<Filter>, Vec<Filter>) =
+            filters.into_iter().partition(|f| f.field.is_empty());
+        let mut conditions = self.conditions(&filters, tenant.as_ref(), &mut params)?;
+        for f in &exclude {
+            let id = self
+                .def
+                .id
+                .bind(&f.values[0])
+                .map_err(|why| self.invalid(format!("similar_to id: {why}")))?;
+            conditions.push(format!("\"id\" <> {}", params.push(id)));
+        }
+        let filtered = !filters.is_empty() || !exclude.is_empty();
+        let on_indexed = filters
+            .iter()
+            .any(|f| self.def.field(&f.field).is_some_and(|d| d.indexed));
+        let plan = match (search.strategy, self.def.index) {
+            (Strategy::Exact, _) | (_, IndexDef::None) => Plan::Exact,
+            (_, _) if !filtered => Plan::Plain,
+            (Strategy::Auto, _) if on_indexed => Plan::Probe,
+            _ => Plan::Iterative,
+        };
+        let op = self.def.distance.operator();
+        let distance = format!("(\"embedding\" {op} {q})");
+        let mut columns = sql.columns.clone();
+        if search.with_embeddings {
+            columns.push_str(", \"embedding\"::text AS \"embedding\"");
+        }
+        let table = &sql.table;
+        let and = |extra: &[String]| -> String {
+            let all: Vec<&String> = extra.iter().chain(conditions.iter()).collect();
+            if all.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "WHERE {}",
+                    all.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                )
+            }
+        };
+        let exact = |gate: Option<String>| {
+            let mut extra: Vec<String> = gate.into_iter().collect();
+            extra.push("\"embedding\" IS NOT NULL".to_string());
+            format!(
+                "SELECT {columns}, {distance} AS \"distance\" FROM {table} {} ORDER BY {distance} + 0 LIMIT {k}",
+                and(&extra)
+            )
+        };
+        let ann = |gate: Option<String>, settings: Option<String>| {
+            let extra: Vec<String> = gate.into_iter().chain(settings).collect();
+            format!(
+                "SELECT {columns}, {distance} AS \"distance\" FROM {table} {} ORDER BY \"embedding\" {op} {q} LIMIT {k}",
+                and(&extra)
+            )
+        };
+        let (prefix, inner) = match plan {
+            Plan::Exact => (String::new(), exact(None)),
+            Plan::Plain => {
+                let settings = self.settings(
+                    search.ef_search,
+                    search.probes,
+                    search.k,
+                    false,
+                    &mut params,
+                )?;
+                (String::new(), ann(None, settings))
+            }
+            Plan::Iterative => {
+                let settings =
+                    self.settings(search.ef_search, search.probes, search.k, true, &mut params)?;
+                (String::new(), ann(None, settings))
+            }
+            Plan::Probe => {
+                let settings =
+                    self.settings(search.ef_search, search.probes, search.k, true, &mut params)?;
+                let below = search.exact_below;
+                let probe = format!(
+                    "WITH \"probe\" AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT 1 FROM {table} {} LIMIT {}) AS p) ",
+                    and(&[]),
+                    u64::from(below) + 1
+                );
+                let small = exact(Some(format!("(SELECT n FROM \"probe\") <= {below}")));
+                let large = ann(
+                    Some(format!("(SELECT n FROM \"probe\") > {below}")),
+                    settings,
+                );
+                (probe, format!("({small}) UNION ALL ({large})"))
+            }
+        };
+        let outer_where = match search.max_distance {
+            Some(d) => format!(" WHERE \"distance\" <= {}", params.push(d.into())),
+            None => String::new(),
+        };
+        let statement = format!(
+            "{prefix}SELECT * FROM ({inner}) AS \"hits\"{outer_where} ORDER BY \"distance\" + 0"
+        );
+        let rows = db
+            .query_all_raw(stmt(&statement, params.0))
+            .await
+            .in_facility(self.facility())?;
+        rows.iter()
+            .map(|row| {
+                Ok(Hit {
+                    item: self.decode(row, search.with_embeddings)?,
+                    distance: row.try_get("", "distance").in_facility(self.facility())?,
+                })
+            })
+            .collect()
+    }
+
+    /// Semantic and full-text rankings fused by reciprocal rank fusion, best first.
+    pub async fn hybrid<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        hybrid: &Hybrid,
+    ) -> Result<Vec<HybridHit<Record>>> {
+        let Some(language) = self.def.full_text else {
+            return Err(Error::Unsupported {
+                facility: self.facility().to_string(),
+                what: "hybrid search",
+                help: "declare `full_text = [\"field\", ...]` in its [[vector]] to add the tsvector column",
+            });
+        };
+        self.check_k(hybrid.k)?;
+        self.check_embedding(&hybrid.embedding, "the query embedding")?;
+        let depth = hybrid.depth.unwrap_or((hybrid.k * 4).max(40));
+        if depth < hybrid.k || depth > MAX_K {
+            return Err(self.invalid(format!(
+                "depth must be between k ({}) and {MAX_K}, found {depth}",
+                hybrid.k
+            )));
+        }
+        let sql = self.sql()?;
+        let table = &sql.table;
+        let mut params = Params::default();
+        let q = format!(
+            "{}::{}",
+            params.push(hybrid.embedding.to_sql_text().into()),
+            sql.vtype
+        );
+        let text = params.push(hybrid.text.clone().into());
+        let depth_param = params.push(i64::from(depth).into());
+        let conditions = self.conditions(&hybrid.filters, hybrid.tenant.as_ref(), &mut params)?;
+        let settings = self.settings(
+            hybrid.ef_search,
+            None,
+            depth,
+            !hybrid.filters.is_empty(),
+            &mut params,
+        )?;
+        let op = self.def.distance.operator();
+        let where_with = |extra: Vec<String>| {
+            let all: Vec<String> = extra
+                .into_iter()
+                .chain(conditions.iter().cloned())
+                .collect();
+            if all.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", all.join(" AND "))
+            }
+        };
+        // Rows are joined on their key: the id, and the tenant in a partitioned collection.
+        let key: Vec<String> = match self.def.partition_by {
+            Some(p) => vec![Ident::new(p)?.to_string(), "\"id\"".to_string()],
+            None => vec!["\"id\"".to_string()],
+        };
+        let key_list = key.join(", ");
+        let join_on = |a: &str, b: &str| {
+            key.iter()
+                .map(|c| format!("{a}.{c} = {b}.{c}"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let coalesced = key
+            .iter()
+            .map(|c| format!("coalesce(s.{c}, w.{c}) AS {c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rrf_k = params.push(hybrid.rrf_k.into());
+        let ws = params.push(hybrid.semantic_weight.into());
+        let wk = params.push(hybrid.keyword_weight.into());
+        let k = params.push(i64::from(hybrid.k).into());
+        let columns = sql
+            .columns
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let statement = format!(
+            "WITH \"semantic\" AS (\
+                SELECT {key_list}, row_number() OVER (ORDER BY \"distance\" + 0) AS \"rank\" FROM (\
+                    SELECT {key_list}, (\"embedding\" {op} {q}) AS \"distance\" FROM {table} {sem_where} \
+                    ORDER BY \"embedding\" {op} {q} LIMIT {depth_param}) AS c), \
+            \"keyword\" AS (\
+                SELECT {key_list}, row_number() OVER (ORDER BY ts_rank_cd(\"fts\", tsq) DESC, \"id\") AS \"rank\" \
+                FROM {table}, websearch_to_tsquery('{language}'::regconfig, {text}) AS tsq {kw_where} \
+                ORDER BY ts_rank_cd(\"fts\", tsq) DESC, \"id\" LIMIT {depth_param}), \
+            \"fused\" AS (\
+                SELECT {coalesced}, \
+                    coalesce({ws} / ({rrf_k} + s.\"rank\"), 0) + coalesce({wk} / ({rrf_k} + w.\"rank\"), 0) AS \"score\", \
+                    s.\"rank\" AS \"semantic_rank\", w.\"rank\" AS \"keyword_rank\" \
+                FROM \"semantic\" s FULL OUTER JOIN \"keyword\" w ON {sw_on} \
+                ORDER BY \"score\" DESC, w.\"rank\" NULLS LAST, s.\"rank\" NULLS LAST LIMIT {k}) \
+            SELECT {columns}, f.\"score\", f.\"semantic_rank\", f.\"keyword_rank\" \
+            FROM \"fused\" f JOIN {table} t ON {ft_on} \
+            ORDER BY f.\"score\" DESC, f.\"keyword_rank\" NULLS LAST, f.\"semantic_rank\" NULLS LAST",
+            sem_where = where_with(settings.into_iter().collect()),
+            kw_where = where_with(vec!["\"fts\" @@ tsq".to_string()]),
+            sw_on = join_on("s", "w"),
+            ft_on = join_on("f", "t"),
+            language = language.replace('\'', "''"),
+        );
+        let rows = db
+            .query_all_raw(stmt(&statement, params.0))
+            .await
+            .in_facility(self.facility())?;
+        rows.iter().map(|row| self.decode_hybrid(row)).collect()
+    }
+
+    fn decode_hybrid(&self, row: &QueryResult) -> Result<HybridHit<Record>> {
+        let f = self.facility();
+        let rank = |name: &str| -> Result<Option<u32>> {
+            let r: Option<i64> = row.try_get("", name).in_facility(f)?;
+            Ok(r.map(|r| r as u32))
+        };
+        Ok(HybridHit {
+            item: self.decode(row, false)?,
+            score: row.try_get("", "score").in_facility(f)?,
+            semantic_rank: rank("semantic_rank")?,
+            keyword_rank: rank("keyword_rank")?,
+        })
+    }
+}

@@ -1,0 +1,2 @@
+ALTER TABLE {{ schema | quote }}.{{ table | quote }}
+    ALTER COLUMN {{ column | quote }} SET STORAGE {{ storage }};
