@@ -410,3 +410,135 @@ fn moving_to_another_schema_is_refused() {
         run.stderr
     );
 }
+
+const VECTOR_V1: &str = r#"
+[[vector]]
+name = "docs"
+dimensions = 8
+index = { method = "hnsw", m = 16, ef_construction = 64 }
+[vector.fields]
+title = "text"
+"#;
+
+/// New HNSW parameters, a new field, full-text search added.
+const VECTOR_V2: &str = r#"
+[[vector]]
+name = "docs"
+dimensions = 8
+index = { method = "hnsw", m = 24, ef_construction = 100 }
+full_text = ["title", "body"]
+[vector.fields]
+title = "text"
+body = "text"
+"#;
+
+/// Other dimensions: the stored embeddings cannot follow.
+const VECTOR_V3: &str = r#"
+[[vector]]
+name = "docs"
+dimensions = 16
+index = { method = "hnsw", m = 24, ef_construction = 100 }
+full_text = ["title", "body"]
+[vector.fields]
+title = "text"
+body = "text"
+"#;
+
+#[tokio::test]
+async fn vector_collections_evolve_through_migrations() {
+    let dir = TempDir::new("vector-incremental");
+    let db = TestDb::new().await;
+    let spec = dir.write_spec(VECTOR_V1);
+    cli_ok(&["generate"], &spec);
+    migrate(&dir, &db);
+    db.exec("INSERT INTO docs (id, embedding, title) VALUES (1, '[1,2,3,4,5,6,7,8]', 'kept')")
+        .await;
+
+    dir.write_spec(VECTOR_V2);
+    let run = cli_ok(&["generate"], &spec);
+    assert!(run.stdout.contains("alter_docs"), "{}", run.stdout);
+    let names = migration_names(&dir);
+    let sql = dir.read(&format!("migration/sql/{}.up.sql", names[1]));
+    let statements = statements(&sql);
+    assert!(
+        statements
+            .iter()
+            .any(|s| s.starts_with("DROP INDEX") && s.contains("docs_embedding_idx")),
+        "{sql}"
+    );
+    assert!(
+        statements
+            .iter()
+            .any(|s| s.contains("USING hnsw") && s.contains("ef_construction = 100, m = 24")),
+        "{sql}"
+    );
+    assert!(
+        statements
+            .iter()
+            .any(|s| s.contains("ADD COLUMN \"fts\" tsvector GENERATED ALWAYS")),
+        "{sql}"
+    );
+    assert!(
+        !sql.contains("CREATE EXTENSION"),
+        "the extension step runs once: {sql}"
+    );
+    migrate(&dir, &db);
+    assert_eq!(
+        db.column("SELECT title FROM docs WHERE fts @@ to_tsquery('english', 'kept')")
+            .await,
+        vec!["kept"]
+    );
+    assert_eq!(
+        db.column("SELECT indexdef FROM pg_indexes WHERE indexname = 'docs_embedding_idx'")
+            .await,
+        vec![
+            "CREATE INDEX docs_embedding_idx ON public.docs USING hnsw (embedding vector_cosine_ops) WITH (ef_construction='100', m='24')"
+        ]
+    );
+
+    dir.write_spec(VECTOR_V3);
+    let run = cli(&["generate", "--spec", &spec.to_string_lossy()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("vector(8) to vector(16)"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_missing_pgvector_extension_fails_the_migration_with_the_command_to_run() {
+    let dir = TempDir::new("vector-no-extension");
+    let db = TestDb::new().await;
+    let spec = dir.write_spec(VECTOR_V1);
+    cli_ok(&["generate"], &spec);
+    // A role that may not create extensions: the migration stops, naming what to run.
+    let role = format!("no_ext_{}", db.name.rsplit('_').next().unwrap_or("x"));
+    db.exec(&format!("DROP ROLE IF EXISTS {role}")).await;
+    db.exec(&format!("CREATE ROLE {role} LOGIN")).await;
+    db.exec(&format!("GRANT ALL ON SCHEMA public TO {role}"))
+        .await;
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    let run = cli(&[
+        "migrate",
+        "--spec",
+        &spec.to_string_lossy(),
+        "--database-url",
+        &url,
+    ]);
+    db.exec(&format!("DROP OWNED BY {role}")).await;
+    db.exec(&format!("DROP ROLE {role}")).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let output = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        output.contains("may not create the extension \"vector\""),
+        "{output}"
+    );
+    assert!(output.contains("CREATE EXTENSION vector"), "{output}");
+    assert_eq!(
+        db.column("SELECT count(*)::text FROM pg_tables WHERE tablename = 'docs'")
+            .await,
+        vec!["0"],
+        "nothing was created"
+    );
+}

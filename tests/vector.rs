@@ -716,7 +716,9 @@ async fn bit_and_sparse_collections() {
     let db = TestDb::migrated().await;
     let bits = |seed: u64| {
         let mut rng = Rng(seed);
-        (0..64).map(|_| rng.next().is_multiple_of(2)).collect::<Vec<bool>>()
+        (0..64)
+            .map(|_| rng.next().is_multiple_of(2))
+            .collect::<Vec<bool>>()
     };
     let records: Vec<Record> = (0..50)
         .map(|i| {
@@ -982,4 +984,112 @@ async fn embedders_report_dimensions_and_embed_deterministically() {
     assert_eq!(out.len(), 2);
     assert_eq!(out[0], e.embed_text("a b"));
     assert_eq!(e.embed_one("c").await.unwrap(), out[1]);
+}
+
+/// A local HTTP server answering requests in turn with `responses` (status, JSON body);
+/// returns its base URL and the requests it received (head and body).
+fn fake_embeddings_server(
+    responses: Vec<(u16, String)>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for (status, body) in responses {
+            let Ok((stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut request_body = vec![0u8; length];
+            let _ = reader.read_exact(&mut request_body);
+            log.lock().unwrap().push(format!(
+                "{head}\n{}",
+                String::from_utf8_lossy(&request_body)
+            ));
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn the_openai_embedder_batches_orders_retries_and_explains_failures() {
+    use pgstack::vector::{OpenAiConfig, OpenAiEmbedder};
+    let data = |items: &[(usize, [f32; 2])]| {
+        let data: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(i, v)| json!({"index": i, "embedding": v}))
+            .collect();
+        json!({ "data": data, "model": "m" }).to_string()
+    };
+    // Three texts in batches of two; the server answers the first batch out of order.
+    let (url, seen) = fake_embeddings_server(vec![
+        (200, data(&[(1, [0.0, 1.0]), (0, [1.0, 0.0])])),
+        (503, "{\"error\": \"busy\"}".to_string()),
+        (200, data(&[(0, [0.5, 0.5])])),
+    ]);
+    let mut config = OpenAiConfig::new(&url, "test-model", 2).api_key("sk-test");
+    config.batch_size = 2;
+    let embedder = OpenAiEmbedder::new(config);
+    let texts = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+    let out = embedder.embed(&texts).await.unwrap();
+    assert_eq!(out, vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![0.5, 0.5]]);
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 3, "two batches, one retried");
+    assert!(
+        requests[0].starts_with("POST /v1/embeddings"),
+        "{}",
+        requests[0]
+    );
+    assert!(
+        requests[0]
+            .to_ascii_lowercase()
+            .contains("authorization: bearer sk-test")
+    );
+    assert!(
+        requests[0].contains("\"model\":\"test-model\"") && requests[0].contains("[\"a\",\"b\"]")
+    );
+
+    let (url, _) = fake_embeddings_server(vec![(401, "{\"error\": \"bad key\"}".to_string())]);
+    let err = OpenAiEmbedder::new(OpenAiConfig::new(&url, "m", 2))
+        .embed_one("x")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("HTTP 401 (check the API key"),
+        "{err}"
+    );
+
+    let (url, _) = fake_embeddings_server(vec![(
+        200,
+        json!({"data": [{"index": 0, "embedding": [1.0, 2.0, 3.0]}]}).to_string(),
+    )]);
+    let err = OpenAiEmbedder::new(OpenAiConfig::new(&url, "m", 2))
+        .embed_one("x")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("returned 3 dimensions, but the collection expects 2"),
+        "{err}"
+    );
 }

@@ -216,8 +216,9 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
                 assertions.push(
                     quote_spanned! {ty.span()=> #check::embedding::<#ty, #check::#marker>(); },
                 );
-                to_record.push(quote! { record.embedding = #check::to_embedding(&self.#ident); });
-                from_record.push(quote! { #ident: #check::from_embedding(record.embedding.take(), #collection_name)?, });
+                // Spanned on the type, so a type that is no embedding is reported there.
+                to_record.push(quote_spanned! {ty.span()=> record.embedding = #check::to_embedding::<#ty>(&self.#ident); });
+                from_record.push(quote_spanned! {ty.span()=> #ident: #check::from_embedding::<#ty>(record.embedding.take(), #collection_name)?, });
             }
             Role::Field(name) => {
                 let Some(declared) = v.field(name) else {

@@ -587,11 +587,12 @@ impl Vector {
             .fields
             .iter()
             .map(|f| {
+                // The partition key has no B-tree: partition pruning serves it.
+                let indexed = f.index && self.partition_by.as_deref() != Some(f.name.as_str());
                 format!(
-                    "{p}::FieldDef {{ name: {:?}, kind: {}, indexed: {} }}",
+                    "{p}::FieldDef {{ name: {:?}, kind: {}, indexed: {indexed} }}",
                     f.name,
                     kind(f.ty),
-                    f.index
                 )
             })
             .collect();

@@ -276,6 +276,11 @@ fn short(text: &str) -> String {
 }
 
 /// Types a `#[pgstack(embedding)]` field may have, and how they convert.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an embedding type",
+    label = "an embedding field must be one of the types below",
+    note = "vector and halfvec: Vec<f32> · bit: Vec<bool> · sparsevec: pgstack::vector::SparseVector; each also as Option<_>"
+)]
 pub trait EmbeddingField: Sized {
     /// The embedding to store; `None` leaves the column NULL (to be filled later).
     fn to_embedding(&self) -> Option<Embedding>;

@@ -11,20 +11,17 @@ BEGIN
     SELECT extversion INTO installed FROM pg_extension WHERE extname = 'vector';
     IF installed IS NULL THEN
         IF NOT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
-            RAISE EXCEPTION 'pgstack: the PostgreSQL extension "vector" is not installed on this server'
-                USING HINT = 'install pgvector 0.7 or later on the database server (Debian/Ubuntu with the PGDG repository: apt install postgresql-<major>-pgvector; or build it from https://github.com/pgvector/pgvector), then migrate again';
+            RAISE EXCEPTION '%', 'pgstack: the PostgreSQL extension "vector" is not installed on this server; install pgvector 0.7 or later on the database server (Debian/Ubuntu with the PGDG repository: apt install postgresql-<major>-pgvector; or build it from https://github.com/pgvector/pgvector), then migrate again';
         END IF;
         BEGIN
             CREATE EXTENSION IF NOT EXISTS "vector";
         EXCEPTION WHEN insufficient_privilege THEN
-            RAISE EXCEPTION 'pgstack: this role may not create the extension "vector"'
-                USING HINT = 'ask a superuser to run: CREATE EXTENSION vector; in database ' || current_database() || ', then migrate again';
+            RAISE EXCEPTION 'pgstack: this role may not create the extension "vector"; ask a superuser to run `CREATE EXTENSION vector;` in database %, then migrate again', current_database();
         END;
         SELECT extversion INTO installed FROM pg_extension WHERE extname = 'vector';
     END IF;
     IF string_to_array(regexp_replace(installed, '[^0-9.].*$', ''), '.')::int[] < '{0,7,0}'::int[] THEN
-        RAISE EXCEPTION 'pgstack: the extension "vector" is version %, older than 0.7.0', installed
-            USING HINT = 'run: ALTER EXTENSION vector UPDATE; (after installing a newer release on the server)';
+        RAISE EXCEPTION 'pgstack: the extension "vector" is version %, older than 0.7.0; install a newer release on the server, then run `ALTER EXTENSION vector UPDATE;`', installed;
     END IF;
 END
 $pgstack$;
