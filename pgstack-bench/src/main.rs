@@ -15,6 +15,7 @@ mod cache;
 mod db;
 mod queue;
 mod report;
+mod vector;
 
 use std::time::Duration;
 
@@ -34,6 +35,9 @@ struct Args {
     /// Worker (or client) counts to measure, comma-separated; each facility has its default.
     #[arg(long, value_delimiter = ',')]
     workers: Option<Vec<usize>>,
+    /// Vector only: the datasets to run, by dimensions (128, 1536); default both.
+    #[arg(long, value_delimiter = ',')]
+    dimensions: Option<Vec<usize>>,
     /// A server URL whose user may create databases.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
@@ -45,6 +49,7 @@ enum Facility {
     Cache,
     #[value(name = "rate_limit")]
     RateLimit,
+    Vector,
 }
 
 pub const BENCH_DATABASE: &str = "pgstack_bench";
@@ -58,9 +63,11 @@ fn main() -> std::process::ExitCode {
         Facility::Queue => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
-        Facility::Cache | Facility::RateLimit => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
+        Facility::Cache | Facility::RateLimit | Facility::Vector => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
     };
     let runtime = match runtime {
         Ok(runtime) => runtime,
@@ -97,6 +104,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         Facility::RateLimit => {
             let workers = args.workers.unwrap_or_else(|| vec![1, 8]);
             cache::run_rate_limit(&db, seconds, &workers).await?;
+        }
+        Facility::Vector => {
+            let workers = args.workers.unwrap_or_else(|| vec![1, 2]);
+            let url = replace_database(&admin_url, BENCH_DATABASE);
+            let dimensions = args.dimensions.unwrap_or_else(|| vec![128, 1536]);
+            vector::run(&db, &url, seconds, &workers, &dimensions).await?;
         }
     }
     db.close().await.ok();

@@ -1,5 +1,6 @@
-//! pgstack quickstart: a key-value store and a document collection, generated from
-//! `pgstack.toml`, used against the database in `DATABASE_URL`.
+//! pgstack quickstart: every facility generated from `pgstack.toml` (key-value, documents, a
+//! queue with its worker, a cache, a rate limiter, vector search), used against the database
+//! in `DATABASE_URL`.
 //!
 //! Run with (from the repository root):
 //!
@@ -15,9 +16,10 @@ mod db;
 
 use std::time::Duration;
 
-use db::{api, emails, pages, sessions, settings, user_profiles};
+use db::{api, articles, emails, pages, sessions, settings, user_profiles};
 use pgstack::cache::{Cached, Compute};
 use pgstack::queue::{Delivery, EnqueueOptions, Job, Worker};
+use pgstack::vector::{Embedded, Embedder, HashEmbedder, Hybrid, Search};
 use sea_orm::{ConnectOptions, Database, TransactionTrait};
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +37,20 @@ struct WelcomeEmail {
 struct Page {
     path: String,
     html: String,
+}
+
+/// A help-centre article; `#[derive(Embedded)]` checks its fields against `[[vector]]`
+/// `articles` in pgstack.toml at compile time.
+#[derive(Debug, Clone, pgstack::Embedded)]
+#[pgstack(collection = "articles")]
+struct Article {
+    #[pgstack(id)]
+    id: i64,
+    #[pgstack(embedding)]
+    embedding: Vec<f32>,
+    title: String,
+    body: String,
+    section: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -208,6 +224,73 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for (name, value) in decision.headers("api") {
             println!("  {name}: {value}");
         }
+    }
+
+    // Vector search: documents embedded (offline here; OpenAiEmbedder talks to any
+    // OpenAI-compatible server), loaded in one statement, searched semantically, with a
+    // filter, and in hybrid with full-text ranking.
+    let embedder = HashEmbedder::new(articles::COLLECTION.def().dimensions);
+    let texts = [
+        (
+            "Reset your password",
+            "Use the sign-in page link to reset a forgotten password.",
+            "account",
+        ),
+        (
+            "Change your email address",
+            "Update the email on your profile settings page.",
+            "account",
+        ),
+        (
+            "Export invoices as PDF",
+            "Billing history lets you download every invoice.",
+            "billing",
+        ),
+        (
+            "Update a payment card",
+            "Replace the card used for your subscription in billing.",
+            "billing",
+        ),
+        (
+            "Invite teammates",
+            "Admins can invite people to a workspace by email.",
+            "teams",
+        ),
+    ];
+    let mut docs = Vec::new();
+    for (i, (title, body, section)) in texts.iter().enumerate() {
+        docs.push(Article {
+            id: i as i64 + 1,
+            embedding: embedder.embed_one(&format!("{title}\n\n{body}")).await?,
+            title: title.to_string(),
+            body: body.to_string(),
+            section: section.to_string(),
+        });
+    }
+    Article::upsert_many(&db, &docs).await?;
+    let question = "how do I download my invoices";
+    let query = embedder.embed_one(question).await?;
+    let hits = Article::search(&db, &Search::new(query.clone()).k(3)).await?;
+    println!("articles: nearest to {question:?}:");
+    for hit in &hits {
+        println!("  {:.3}  {}", hit.distance, hit.item.title);
+    }
+    let account = Article::search(
+        &db,
+        &Search::new(query.clone())
+            .k(2)
+            .filter(articles::fields::SECTION.eq("account")),
+    )
+    .await?;
+    let titles: Vec<&str> = account.iter().map(|h| h.item.title.as_str()).collect();
+    println!("articles: nearest in section `account`: {titles:?}");
+    let hybrid = Article::hybrid(&db, &Hybrid::new("password", query).k(3)).await?;
+    println!("articles: hybrid search for \"password\" (semantic + keyword, fused by RRF):");
+    for hit in &hybrid {
+        println!(
+            "  score {:.4} (semantic rank {:?}, keyword rank {:?})  {}",
+            hit.score, hit.semantic_rank, hit.keyword_rank, hit.item.title
+        );
     }
     Ok(())
 }

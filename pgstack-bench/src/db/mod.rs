@@ -9,3 +9,5 @@
 pub mod bench_cache;
 pub mod bench_jobs;
 pub mod bench_limit;
+pub mod bench_vec128;
+pub mod bench_vec1536;

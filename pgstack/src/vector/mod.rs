@@ -34,7 +34,7 @@ mod pipeline;
 mod progress;
 mod search;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::sync::{Mutex, OnceLock};
 
@@ -48,7 +48,7 @@ pub use embedder::{OpenAiConfig, OpenAiEmbedder};
 pub use embedding::{Embedding, EmbeddingField, SparseVector};
 pub use pipeline::{EmbedJob, EmbeddingPipeline};
 pub use progress::{Progress, ProgressBar};
-pub use search::{Filter, Hit, Hybrid, HybridHit, Search, Strategy};
+pub use search::{Filter, Hit, Hybrid, HybridHit, MAX_K, Search, Strategy, default_exact_below};
 
 use crate::error::{DbContext, Error, Result};
 use crate::ident::{Ident, TableName};
@@ -604,6 +604,8 @@ pub struct Collection {
     sql: OnceLock<std::result::Result<CollectionSql, String>>,
     /// Tenants whose partition this process has seen created.
     tenants: Mutex<BTreeSet<String>>,
+    /// Whether a filter (with its values) matches few rows, and when that was counted.
+    selectivity: Mutex<BTreeMap<String, (bool, std::time::Instant)>>,
 }
 
 fn stmt(sql: &str, values: Vec<Value>) -> Statement {
@@ -616,6 +618,7 @@ impl Collection {
             def,
             sql: OnceLock::new(),
             tenants: Mutex::new(BTreeSet::new()),
+            selectivity: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -1135,7 +1138,7 @@ impl Collection {
     /// index, writes the rows in large statements, then builds the index once, in bulk, as
     /// pgvector advises (inserting into an HNSW index row by row costs milliseconds a row).
     /// Searches during the load are exact and slow. If the load fails, the index is built
-    /// again before the error is returned.
+    /// again before the error is returned. The table is analyzed afterwards.
     pub async fn bulk_load<C, P>(
         &self,
         db: &C,
@@ -1163,6 +1166,10 @@ impl Collection {
             let definition = definition.replacen(" ON ONLY ", " ON ", 1);
             self.in_build_txn(db, options, &definition).await?;
         }
+        // Fresh statistics, so the planner sees the new rows (filters, exact search).
+        db.execute_unprepared(&format!("ANALYZE {}", self.sql()?.table))
+            .await
+            .in_facility(self.facility())?;
         Ok(BulkLoad {
             rows: loaded?,
             index_build: started.elapsed(),

@@ -2,7 +2,7 @@
 //! `[[queue]]`; a worker embeds the rows' text and fills the vectors in.
 //!
 //! ```no_run
-//! # async fn demo(db: sea_orm::DatabaseConnection, docs: &'static pgstack::vector::Collection, jobs: &'static pgstack::queue::Queue) -> pgstack::Result<()> {
+//! # async fn demo(db: sea_orm::DatabaseConnection, docs: &'static pgstack::vector::Collection, jobs: &'static pgstack::queue::Queue) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use pgstack::vector::{EmbeddingPipeline, HashEmbedder, Record};
 //! use pgstack::queue::Worker;

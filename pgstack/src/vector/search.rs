@@ -1,6 +1,7 @@
 //! Nearest-neighbour and hybrid search: the query builders and the SQL they become.
 //!
-//! Every search is one statement and one round trip. Its shape depends on the strategy:
+//! A search is one statement (plus, the first time a filter is seen, a count). Its shape
+//! depends on the strategy:
 //!
 //! - **plain** (no filter): `ORDER BY embedding <op> $q LIMIT k`, which the ANN index serves.
 //!   `hnsw.ef_search` (or `ivfflat.probes`) is set for this statement only, by a `set_config(...,
@@ -10,8 +11,10 @@
 //!   scan goes on until `k` rows pass the filter; the outer query restores strict order.
 //! - **exact**: `ORDER BY (embedding <op> $q) + 0`, which no ANN index can serve, so PostgreSQL
 //!   scans the filtered rows (through their B-tree) and sorts: exact, and fast when few match.
-//! - **auto** (filtered, on an indexed field): a probe counts the matching rows up to a bound,
-//!   and two gated branches run exact search below it and the iterative index scan above it.
+//! - **auto** (filtered, on an indexed field): the matching rows are counted through their
+//!   B-tree, up to a bound that falls with the dimensions; exact search below it, the iterative
+//!   scan above. The answer is remembered per filter and values for a minute, so steady traffic
+//!   runs one statement per search.
 //!
 //! pgvector applies filters after the ANN scan, so without these a 1%-selective filter returns
 //! about 0.45 of 10 rows at the default `ef_search`.
@@ -24,6 +27,11 @@ use crate::ident::Ident;
 
 /// The most rows one search returns.
 pub const MAX_K: u32 = 1_000;
+
+/// How long [`Strategy::Auto`] trusts a count of the rows a filter matches.
+pub const SELECTIVITY_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Filters whose counts are remembered, per collection handle.
+const SELECTIVITY_ENTRIES: usize = 4_096;
 
 /// How a search uses the ANN index.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -121,13 +129,18 @@ pub struct Search {
     ef_search: Option<u32>,
     probes: Option<u32>,
     strategy: Strategy,
-    exact_below: u32,
+    exact_below: Option<u32>,
     with_embeddings: bool,
     max_distance: Option<f64>,
 }
 
-/// Below this many matching rows, [`Strategy::Auto`] compares them all.
-pub const DEFAULT_EXACT_BELOW: u32 = 2_000;
+/// Below how many matching rows [`Strategy::Auto`] compares them all, unless the search says:
+/// exact search costs about a microsecond a row plus the distance itself (a 1536-d distance
+/// is about 2 µs), so the bound falls as dimensions grow: 2,000 rows up to 750 dimensions,
+/// 976 at 1536, never below 200.
+pub fn default_exact_below(dimensions: u32) -> u32 {
+    (1_500_000 / dimensions.max(1)).clamp(200, 2_000)
+}
 
 impl Search {
     /// The 10 rows nearest `embedding`.
@@ -150,7 +163,7 @@ impl Search {
             ef_search: None,
             probes: None,
             strategy: Strategy::Auto,
-            exact_below: DEFAULT_EXACT_BELOW,
+            exact_below: None,
             with_embeddings: false,
             max_distance: None,
         }
@@ -191,9 +204,10 @@ impl Search {
         self
     }
 
-    /// With [`Strategy::Auto`], compare every matching row when at most this many match.
+    /// With [`Strategy::Auto`], compare every matching row when at most this many match
+    /// (default: [`default_exact_below`] of the collection's dimensions).
     pub fn exact_below(mut self, rows: u32) -> Search {
-        self.exact_below = rows;
+        self.exact_below = Some(rows);
         self
     }
 
@@ -315,7 +329,6 @@ enum Plan {
     Plain,
     Iterative,
     Exact,
-    Probe,
 }
 
 impl Collection {
@@ -451,6 +464,51 @@ impl Collection {
         Ok(Some(format!("(SELECT {}) IS NOT NULL", calls.join(" || "))))
     }
 
+    /// Whether at most `below` rows match the filters: counted (through their B-tree, up to
+    /// `below + 1`) the first time a filter with these values is seen, then remembered for
+    /// [`SELECTIVITY_TTL`]. A stale answer only changes the strategy, never the rows' validity.
+    async fn few_match<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        filters: &[Filter],
+        tenant: Option<&serde_json::Value>,
+        below: u32,
+    ) -> Result<bool> {
+        let key = format!("{filters:?}|{tenant:?}|{below}");
+        let now = std::time::Instant::now();
+        {
+            let cache = self.selectivity.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((few, at)) = cache.get(&key)
+                && now.duration_since(*at) < SELECTIVITY_TTL
+            {
+                return Ok(*few);
+            }
+        }
+        let mut params = Params::default();
+        let conditions = self.conditions(filters, tenant, &mut params)?;
+        let sql = format!(
+            "SELECT count(*) AS n FROM (SELECT 1 FROM {} WHERE {} LIMIT {}) AS p",
+            self.sql()?.table,
+            conditions.join(" AND "),
+            u64::from(below) + 1
+        );
+        let row = db
+            .query_one_raw(stmt(&sql, params.0))
+            .await
+            .in_facility(self.facility())?;
+        let n: i64 = match row {
+            Some(row) => row.try_get("", "n").in_facility(self.facility())?,
+            None => 0,
+        };
+        let few = n <= i64::from(below);
+        let mut cache = self.selectivity.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= SELECTIVITY_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, (few, now));
+        Ok(few)
+    }
+
     fn check_k(&self, k: u32) -> Result<()> {
         if k == 0 || k > MAX_K {
             return Err(self.invalid(format!("k must be 1 to {MAX_K}, found {k}")));
@@ -496,12 +554,17 @@ impl Collection {
         };
         let sql = self.sql()?;
         let mut params = Params::default();
+        // The query embedding as an uncorrelated sub-select: evaluated once per execution,
+        // also under a generic plan (a bare `$1::vector` would be parsed again for every row
+        // whose distance is projected).
         let q = format!(
-            "{}::{}",
+            "(SELECT {}::{})",
             params.push(embedding.to_sql_text().into()),
             sql.vtype
         );
-        let k = params.push(i64::from(search.k).into());
+        // `k` is written into the statement, a checked integer: with it bound, PostgreSQL
+        // cannot cost a generic plan and re-plans every execution.
+        let k = search.k;
         // The id exclusion of similar_to is not a declared field: handle it here.
         let (exclude, filters): (Vec<Filter>, Vec<Filter>) =
             filters.into_iter().partition(|f| f.field.is_empty());
@@ -521,7 +584,16 @@ impl Collection {
         let plan = match (search.strategy, self.def.index) {
             (Strategy::Exact, _) | (_, IndexDef::None) => Plan::Exact,
             (_, _) if !filtered => Plan::Plain,
-            (Strategy::Auto, _) if on_indexed => Plan::Probe,
+            (Strategy::Auto, _) if on_indexed => {
+                let below = search
+                    .exact_below
+                    .unwrap_or_else(|| default_exact_below(self.def.dimensions));
+                if self.few_match(db, &filters, tenant.as_ref(), below).await? {
+                    Plan::Exact
+                } else {
+                    Plan::Iterative
+                }
+            }
             _ => Plan::Iterative,
         };
         let op = self.def.distance.operator();
@@ -560,8 +632,8 @@ impl Collection {
                 and(&extra)
             )
         };
-        let (prefix, inner) = match plan {
-            Plan::Exact => (String::new(), exact(None)),
+        let inner = match plan {
+            Plan::Exact => exact(None),
             Plan::Plain => {
                 let settings = self.settings(
                     search.ef_search,
@@ -570,37 +642,20 @@ impl Collection {
                     false,
                     &mut params,
                 )?;
-                (String::new(), ann(None, settings))
+                ann(None, settings)
             }
             Plan::Iterative => {
                 let settings =
                     self.settings(search.ef_search, search.probes, search.k, true, &mut params)?;
-                (String::new(), ann(None, settings))
-            }
-            Plan::Probe => {
-                let settings =
-                    self.settings(search.ef_search, search.probes, search.k, true, &mut params)?;
-                let below = search.exact_below;
-                let probe = format!(
-                    "WITH \"probe\" AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT 1 FROM {table} {} LIMIT {}) AS p) ",
-                    and(&[]),
-                    u64::from(below) + 1
-                );
-                let small = exact(Some(format!("(SELECT n FROM \"probe\") <= {below}")));
-                let large = ann(
-                    Some(format!("(SELECT n FROM \"probe\") > {below}")),
-                    settings,
-                );
-                (probe, format!("({small}) UNION ALL ({large})"))
+                ann(None, settings)
             }
         };
         let outer_where = match search.max_distance {
             Some(d) => format!(" WHERE \"distance\" <= {}", params.push(d.into())),
             None => String::new(),
         };
-        let statement = format!(
-            "{prefix}SELECT * FROM ({inner}) AS \"hits\"{outer_where} ORDER BY \"distance\" + 0"
-        );
+        let statement =
+            format!("SELECT * FROM ({inner}) AS \"hits\"{outer_where} ORDER BY \"distance\" + 0");
         let rows = db
             .query_all_raw(stmt(&statement, params.0))
             .await
@@ -641,12 +696,12 @@ impl Collection {
         let table = &sql.table;
         let mut params = Params::default();
         let q = format!(
-            "{}::{}",
+            "(SELECT {}::{})",
             params.push(hybrid.embedding.to_sql_text().into()),
             sql.vtype
         );
         let text = params.push(hybrid.text.clone().into());
-        let depth_param = params.push(i64::from(depth).into());
+        let depth_param = depth;
         let conditions = self.conditions(&hybrid.filters, hybrid.tenant.as_ref(), &mut params)?;
         let settings = self.settings(
             hybrid.ef_search,
@@ -687,7 +742,7 @@ impl Collection {
         let rrf_k = params.push(hybrid.rrf_k.into());
         let ws = params.push(hybrid.semantic_weight.into());
         let wk = params.push(hybrid.keyword_weight.into());
-        let k = params.push(i64::from(hybrid.k).into());
+        let k = hybrid.k;
         let columns = sql
             .columns
             .split(", ")

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod articles;
 pub mod emails;
 pub mod pages;
 pub mod sessions;
