@@ -23,7 +23,7 @@ cargo fmt --all --check
 step "tests"
 cargo test --workspace --locked
 step "pgstack-gen check"
-for spec in examples/*/pgstack.toml tests/pgstack.toml; do
+for spec in examples/*/pgstack.toml tests/pgstack.toml pgstack-bench/pgstack.toml; do
   ./target/debug/pgstack-gen check --spec "$spec"
 done
 step "all green"
