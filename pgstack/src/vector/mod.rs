@@ -524,6 +524,10 @@ impl CollectionSql {
         if let Some(p) = def.partition_by {
             Ident::new(p)?;
         }
+        // The text search configuration is written into hybrid statements: same rules.
+        if let Some(language) = def.full_text {
+            Ident::new(language)?;
+        }
         let vtype = format!("{}({})", def.element.name(), def.dimensions);
         let columns = names
             .iter()
@@ -831,19 +835,24 @@ impl Collection {
     ) -> Result<Vec<QueryResult>> {
         self.ensure_partitions(db, tenants).await?;
         let sql = &self.sql()?.upsert;
-        match db.query_all_raw(stmt(sql, vec![json.clone().into()])).await {
+        // Kept for a retry only where one can happen.
+        let retry = self.def.partition_by.is_some().then(|| json.clone());
+        match db.query_all_raw(stmt(sql, vec![json.into()])).await {
             Ok(rows) => Ok(rows),
             // A partition this process created was rolled back or dropped: create it again.
-            Err(e)
-                if self.def.partition_by.is_some()
-                    && e.to_string().contains("no partition of relation") =>
-            {
-                self.forget_partitions();
-                self.ensure_partitions(db, tenants).await?;
-                db.query_all_raw(stmt(sql, vec![json.into()]))
-                    .await
-                    .in_facility(self.facility())
-            }
+            Err(e) if e.to_string().contains("no partition of relation") => match retry {
+                Some(json) => {
+                    self.forget_partitions();
+                    self.ensure_partitions(db, tenants).await?;
+                    db.query_all_raw(stmt(sql, vec![json.into()]))
+                        .await
+                        .in_facility(self.facility())
+                }
+                None => Err(Error::Database {
+                    facility: self.facility().to_string(),
+                    source: e,
+                }),
+            },
             Err(e) => Err(Error::Database {
                 facility: self.facility().to_string(),
                 source: e,
