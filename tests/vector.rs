@@ -145,6 +145,17 @@ async fn recall_at_10_is_at_least_0_95_with_default_settings() {
         found += ids(&approx).iter().filter(|id| truth.contains(id)).count();
     }
     let recall = found as f64 / (queries.len() * 10) as f64;
+    // HNSW returns at most ef_search rows. 200 rows mean pgstack raised ef_search for this
+    // statement (PostgreSQL's default, 40, would give 40); a plain query after it is back
+    // at the default, so the setting did not stay on the pooled connection.
+    let wide = articles::COLLECTION
+        .search(&db.conn, &Search::new(queries[0].clone()).k(200))
+        .await
+        .unwrap();
+    assert_eq!(wide.len(), 200);
+    for _ in 0..4 {
+        assert_eq!(db.column("SHOW hnsw.ef_search").await, vec!["40"]);
+    }
     assert!(
         recall >= 0.95,
         "recall@10 {recall:.3} with the default ef_search"
@@ -973,6 +984,47 @@ async fn the_pipeline_embeds_rows_through_the_queue_and_skips_stale_versions() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     worker.shutdown(std::time::Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn the_pipeline_embeds_rows_of_partitioned_collections() {
+    let db = TestDb::migrated().await;
+    let pipeline = EmbeddingPipeline::new(&tenant_docs::COLLECTION, &jobs::QUEUE);
+    let records: Vec<Record> = [1i64, 2]
+        .iter()
+        .map(|t| {
+            Record::new("same-id")
+                .field("tenant_id", *t)
+                .field("title", format!("tenant {t}"))
+        })
+        .collect();
+    pipeline.upsert(&db.conn, &records).await.unwrap();
+    let embedder = HashEmbedder::new(16);
+    let claimed = jobs::QUEUE.claim(&db.conn, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let payload: pgstack::vector::EmbedJob = claimed[0].payload.decode().unwrap();
+    assert_eq!(payload.rows.len(), 2);
+    assert_eq!(
+        pipeline
+            .process(&db.conn, &embedder, &payload)
+            .await
+            .unwrap(),
+        2
+    );
+    for t in [1i64, 2] {
+        let got = tenant_docs::COLLECTION
+            .get(&db.conn, Key::new("same-id").tenant(t))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got.embedding,
+            Some(Embedding::Dense(
+                embedder.embed_text(&format!("tenant {t}"))
+            )),
+            "each tenant's row gets the embedding of its own text"
+        );
+    }
 }
 
 #[tokio::test]

@@ -414,18 +414,6 @@ impl Distance {
             .map_or("cosine", |(n, _)| n)
     }
 
-    /// The pgvector operator; `ORDER BY embedding <op> $1` is what an index serves.
-    pub const fn operator(self) -> &'static str {
-        match self {
-            Distance::Cosine => "<=>",
-            Distance::L2 => "<->",
-            Distance::InnerProduct => "<#>",
-            Distance::L1 => "<+>",
-            Distance::Hamming => "<~>",
-            Distance::Jaccard => "<%>",
-        }
-    }
-
     /// The operator class suffix: `cosine_ops`, `l2_ops`, ...
     pub const fn opclass_suffix(self) -> &'static str {
         match self {

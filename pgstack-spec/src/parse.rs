@@ -371,23 +371,7 @@ fn read_document(
         ],
         GinOps::JsonbPathOps,
     );
-    let mut fields = Vec::new();
-    if let Some(value) = table.get("fields") {
-        let context = format!("{}.fields", table.context);
-        // Field names are user-chosen keys, so the table allows any key; each is checked below.
-        let DeValue::Table(entries) = value.get_ref() else {
-            cx.error(
-                &value.span(),
-                format!("{context} must be a table, found {}", type_name(value)),
-            );
-            return None;
-        };
-        for (key, field_value) in entries.iter() {
-            if let Some(field) = read_doc_field(cx, &context, key, field_value) {
-                fields.push(field);
-            }
-        }
-    }
+    let mut fields = read_fields(cx, table, read_doc_field)?;
     fields.sort_by(|a, b| a.name.cmp(&b.name));
     Some(Document {
         name: name?,
@@ -397,6 +381,67 @@ fn read_document(
     })
 }
 
+/// A facility's `fields` table, each entry read by `read` with the table's context. Field names
+/// are user-chosen keys, so the table allows any key; `read` checks each. `None` (reported)
+/// when `fields` is not a table.
+fn read_fields<T>(
+    cx: &mut Ctxt<'_>,
+    facility: &Table<'_, '_>,
+    read: impl Fn(&mut Ctxt<'_>, &str, &toml::Spanned<toml::de::DeString<'_>>, &Value<'_>) -> Option<T>,
+) -> Option<Vec<T>> {
+    let Some(value) = facility.get("fields") else {
+        return Some(Vec::new());
+    };
+    let context = format!("{}.fields", facility.context);
+    let DeValue::Table(entries) = value.get_ref() else {
+        cx.error(
+            &value.span(),
+            format!("{context} must be a table, found {}", type_name(value)),
+        );
+        return None;
+    };
+    Some(
+        entries
+            .iter()
+            .filter_map(|(key, field)| read(cx, &context, key, field))
+            .collect(),
+    )
+}
+
+/// Checks a declared field's name: an SQL and Rust identifier of at most 40 bytes, not one of
+/// the columns every table of the kind has (`reserved`: what the table is, its columns).
+fn check_field_name(
+    cx: &mut Ctxt<'_>,
+    key: &toml::Spanned<toml::de::DeString<'_>>,
+    context: &str,
+    (table_kind, reserved): (&str, &[&str]),
+    advice: &str,
+) -> bool {
+    let name = key.get_ref().as_ref();
+    if !is_sql_name(name) || name.len() > 40 || is_rust_keyword(name) {
+        cx.error(
+            &key.span(),
+            format!(
+                "field name `{name}` in {context} must match `^[a-z_][a-z0-9_]{{0,39}}$` and not \
+                 be a Rust keyword; {advice}"
+            ),
+        );
+        return false;
+    }
+    if reserved.contains(&name) {
+        cx.error(
+            &key.span(),
+            format!(
+                "field name `{name}` in {context} is a column every {table_kind} already has \
+                 ({}); {advice}",
+                list(reserved)
+            ),
+        );
+        return false;
+    }
+    true
+}
+
 fn read_doc_field(
     cx: &mut Ctxt<'_>,
     context: &str,
@@ -404,27 +449,13 @@ fn read_doc_field(
     value: &Value<'_>,
 ) -> Option<DocField> {
     let name = key.get_ref().as_ref();
-    let mut ok = true;
-    if !is_sql_name(name) || name.len() > 40 || is_rust_keyword(name) {
-        cx.error(
-            &key.span(),
-            format!(
-                "field name `{name}` in {context} must match `^[a-z_][a-z0-9_]{{0,39}}$` and not \
-                 be a Rust keyword; give the field another name and keep the JSON key in `path`"
-            ),
-        );
-        ok = false;
-    } else if DOCUMENT_COLUMNS.contains(&name) {
-        cx.error(
-            &key.span(),
-            format!(
-                "field name `{name}` in {context} is a column every document table already has \
-                 ({}); give the field another name and keep the JSON key in `path`",
-                list(DOCUMENT_COLUMNS)
-            ),
-        );
-        ok = false;
-    }
+    let mut ok = check_field_name(
+        cx,
+        key,
+        context,
+        ("document table", DOCUMENT_COLUMNS),
+        "give the field another name and keep the JSON key in `path`",
+    );
     let field_context = format!("{context}.{name}");
     let (path_text, path_span, ty, unique, index) = match value.get_ref() {
         // Shorthand: `email = "text"`.
@@ -979,26 +1010,7 @@ fn read_vector(
         None => "english".to_string(),
     };
 
-    let mut fields = Vec::new();
-    if let Some(value) = table.get("fields") {
-        let fields_context = format!("{context}.fields");
-        match value.get_ref() {
-            DeValue::Table(entries) => {
-                for (key, field_value) in entries.iter() {
-                    if let Some(field) = read_vector_field(cx, &fields_context, key, field_value) {
-                        fields.push(field);
-                    }
-                }
-            }
-            _ => cx.error(
-                &value.span(),
-                format!(
-                    "{fields_context} must be a table, found {}",
-                    type_name(value)
-                ),
-            ),
-        }
-    }
+    let mut fields = read_fields(cx, table, read_vector_field).unwrap_or_default();
     fields.sort_by(|a, b| a.name.cmp(&b.name));
 
     let full_text = read_full_text(cx, table, &fields);
@@ -1217,27 +1229,13 @@ fn read_vector_field(
     value: &Value<'_>,
 ) -> Option<VectorField> {
     let name = key.get_ref().as_ref();
-    let mut ok = true;
-    if !is_sql_name(name) || name.len() > 40 || is_rust_keyword(name) {
-        cx.error(
-            &key.span(),
-            format!(
-                "field name `{name}` in {context} must match `^[a-z_][a-z0-9_]{{0,39}}$` and not \
-                 be a Rust keyword"
-            ),
-        );
-        ok = false;
-    } else if VECTOR_COLUMNS.contains(&name) {
-        cx.error(
-            &key.span(),
-            format!(
-                "field name `{name}` in {context} is a column every vector collection already \
-                 has ({}); choose another name",
-                list(VECTOR_COLUMNS)
-            ),
-        );
-        ok = false;
-    }
+    let ok = check_field_name(
+        cx,
+        key,
+        context,
+        ("vector collection", VECTOR_COLUMNS),
+        "choose another name",
+    );
     let field_context = format!("{context}.{name}");
     let (ty, index) = match value.get_ref() {
         DeValue::String(_) => (field_type(cx, value, &field_context)?, false),

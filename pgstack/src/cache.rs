@@ -35,7 +35,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sea_orm::sea_query::ArrayType;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -43,7 +43,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use crate::error::{DbContext, Error, Result};
 use crate::ident::TableName;
 use crate::kv::{ValueKind, prefix_upper_bound};
-use crate::sql::SqlFile;
+use crate::sql::{SqlFile, stmt};
 
 /// What the generator knows about a `[[cache]]` facility.
 #[derive(Clone, Copy, Debug)]
@@ -179,10 +179,6 @@ impl CacheSql {
             evict: get("CacheEvict"),
         })
     }
-}
-
-fn stmt(sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 /// The most keys one statement takes.

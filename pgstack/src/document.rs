@@ -29,13 +29,13 @@ use std::marker::PhantomData;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, SqlErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr, QueryResult, SqlErr, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{DbContext, Error, Result};
 use crate::ident::{Ident, TableName};
-use crate::sql::SqlFile;
+use crate::sql::{SqlFile, stmt};
 
 /// A declared field as the runtime needs it.
 #[derive(Clone, Copy, Debug)]
@@ -160,10 +160,6 @@ impl DocSql {
             find_by,
         })
     }
-}
-
-fn stmt(sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 /// A `[[document]]` collection. Documents are any serde type, chosen per call.

@@ -31,13 +31,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::ArrayType;
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, QueryResult, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{DbContext, Error, Result};
 use crate::ident::TableName;
-use crate::sql::SqlFile;
+use crate::sql::{SqlFile, stmt};
 
 /// The value column type of a store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,10 +135,6 @@ impl KvSql {
 struct KvCore {
     def: KvDef,
     sql: OnceLock<std::result::Result<KvSql, String>>,
-}
-
-fn stmt(sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 impl KvCore {

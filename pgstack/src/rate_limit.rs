@@ -27,11 +27,11 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, QueryResult, Value};
 
 use crate::error::{DbContext, Error, Result};
 use crate::ident::TableName;
-use crate::sql::SqlFile;
+use crate::sql::{SqlFile, stmt};
 
 /// The algorithm of a limiter, from the spec's `algorithm`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,10 +112,6 @@ struct LimitSql {
 fn sql_file() -> &'static SqlFile {
     static FILE: OnceLock<SqlFile> = OnceLock::new();
     FILE.get_or_init(|| SqlFile::parse(include_str!("../sql/rate_limit.sql")))
-}
-
-fn stmt(sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 fn micros(us: i64) -> Duration {

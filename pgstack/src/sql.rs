@@ -6,6 +6,13 @@
 
 use std::collections::BTreeMap;
 
+use sea_orm::{DbBackend, Statement, Value};
+
+/// A PostgreSQL statement with its bound values: the runtime's one way of running SQL.
+pub(crate) fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
 /// The statements of one `.sql` file, by name.
 #[derive(Clone, Debug)]
 pub(crate) struct SqlFile {

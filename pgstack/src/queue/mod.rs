@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::ArrayType;
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, QueryResult, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -48,7 +48,7 @@ pub use worker::{Delivery, JobError, Worker, WorkerHandle, WorkerStats};
 use crate::error::{DbContext, Error, Result};
 use crate::ident::{Ident, TableName};
 use crate::kv::ValueKind;
-use crate::sql::SqlFile;
+use crate::sql::{SqlFile, stmt};
 
 /// How long a failed job waits before its next attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -420,10 +420,6 @@ impl QueueSql {
             wait_end: get("QueueWaitEnd"),
         })
     }
-}
-
-fn stmt(sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 fn array<T: Into<Value>>(ty: ArrayType, items: Vec<T>) -> Value {

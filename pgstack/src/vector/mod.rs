@@ -34,13 +34,13 @@ mod pipeline;
 mod progress;
 mod search;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Mutex, OnceLock};
 
 use chrono::{DateTime, FixedOffset};
 use sea_orm::prelude::Uuid;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
 
 pub use embedder::{EmbedFuture, Embedder, HashEmbedder};
 #[cfg(feature = "openai")]
@@ -52,6 +52,7 @@ pub use search::{Filter, Hit, Hybrid, HybridHit, MAX_K, Search, Strategy, defaul
 
 use crate::error::{DbContext, Error, Result};
 use crate::ident::{Ident, TableName};
+use crate::sql::stmt;
 
 /// The pgvector type of the `embedding` column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -93,15 +94,6 @@ impl Distance {
             Distance::L1 => "<+>",
             Distance::Hamming => "<~>",
             Distance::Jaccard => "<%>",
-        }
-    }
-
-    /// A similarity from a distance, higher is closer: `1 - d` for cosine, `-d` for inner
-    /// product (pgvector's `<#>` is the negated product), `-d` for the others.
-    pub fn similarity(self, distance: f64) -> f64 {
-        match self {
-            Distance::Cosine | Distance::Jaccard => 1.0 - distance,
-            _ => -distance,
         }
     }
 }
@@ -167,9 +159,22 @@ impl FieldKind {
         })
     }
 
-    /// Whether a JSON value fits this type when loaded through `json_to_recordset`.
+    /// Whether a JSON value fits this type when loaded through `json_to_recordset` (null
+    /// always does). Checks without building a value: it runs for every field of every row.
     fn accepts(self, value: &serde_json::Value) -> bool {
-        value.is_null() || self.bind(value).is_ok()
+        use serde_json::Value as J;
+        match (self, value) {
+            (_, J::Null) | (FieldKind::Jsonb, _) => true,
+            (FieldKind::Text, J::String(_)) | (FieldKind::Boolean, J::Bool(_)) => true,
+            (FieldKind::Bigint, J::Number(n)) => n.as_i64().is_some(),
+            (FieldKind::Integer, J::Number(n)) => {
+                n.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
+            }
+            (FieldKind::Double, J::Number(n)) => n.as_f64().is_some(),
+            (FieldKind::Timestamptz, J::String(s)) => DateTime::parse_from_rfc3339(s).is_ok(),
+            (FieldKind::Uuid, J::String(s)) => Uuid::parse_str(s).is_ok(),
+            _ => false,
+        }
     }
 
     fn describe(self) -> &'static str {
@@ -498,6 +503,44 @@ pub trait Embedded: Sized + Send + Sync + 'static {
 const LOAD_CHUNK_ROWS: usize = 2_000;
 const LOAD_CHUNK_BYTES: usize = 4 << 20;
 
+/// Encoded rows for one `json_to_recordset` statement.
+#[derive(Default)]
+struct Chunk {
+    /// JSON objects, at most one per key.
+    rows: Vec<String>,
+    /// Where each key's row is, so a repeat replaces it.
+    by_key: HashMap<(String, Option<String>), usize>,
+    tenants: BTreeSet<String>,
+    bytes: usize,
+    /// Records pushed, repeats included.
+    pushed: usize,
+}
+
+impl Chunk {
+    fn push(&mut self, key: (String, Option<String>), row: String) {
+        self.pushed += 1;
+        self.bytes += row.len();
+        if let Some(tenant) = &key.1 {
+            self.tenants.insert(tenant.clone());
+        }
+        match self.by_key.get(&key) {
+            Some(&i) => self.rows[i] = row,
+            None => {
+                self.by_key.insert(key, self.rows.len());
+                self.rows.push(row);
+            }
+        }
+    }
+
+    /// The JSON array and the chunk's tenants.
+    fn finish(self) -> (String, Vec<String>) {
+        (
+            format!("[{}]", self.rows.join(",")),
+            self.tenants.into_iter().collect(),
+        )
+    }
+}
+
 /// The statements of one collection, built once from its definition.
 struct CollectionSql {
     table: String,
@@ -612,10 +655,6 @@ pub struct Collection {
     selectivity: Mutex<BTreeMap<String, (bool, std::time::Instant)>>,
 }
 
-fn stmt(sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
-}
-
 impl Collection {
     pub const fn new(def: CollectionDef) -> Collection {
         Collection {
@@ -716,8 +755,8 @@ impl Collection {
         })
     }
 
-    /// Checks a record against the declaration and appends it to a `json_to_recordset` array.
-    fn encode(&self, record: &Record, out: &mut String) -> Result<()> {
+    /// Checks a record against the declaration and returns it as a `json_to_recordset` object.
+    fn encode(&self, record: &Record) -> Result<String> {
         let what = |id: &serde_json::Value| format!("record {id}");
         if !self.def.id.accepts(&record.id) || record.id.is_null() {
             return Err(self.invalid(format!(
@@ -736,23 +775,21 @@ impl Collection {
                 )));
             }
         }
-        let mut row = serde_json::Map::new();
-        row.insert("id".to_string(), record.id.clone());
+        const NULL: serde_json::Value = serde_json::Value::Null;
         let embedding = match &record.embedding {
             Some(e) => {
                 self.check_embedding(e, &format!("{} embedding", what(&record.id)))?;
                 serde_json::Value::String(e.to_sql_text())
             }
-            None => serde_json::Value::Null,
+            None => NULL,
         };
-        row.insert("embedding".to_string(), embedding);
+        // Borrowed values: a row's fields are serialized, not copied.
+        let mut row: BTreeMap<&str, &serde_json::Value> = BTreeMap::new();
+        row.insert("id", &record.id);
+        row.insert("embedding", &embedding);
         for field in self.def.fields {
-            let value = record
-                .fields
-                .get(field.name)
-                .cloned()
-                .unwrap_or(serde_json::Value::Null);
-            if !field.kind.accepts(&value) {
+            let value = record.fields.get(field.name).unwrap_or(&NULL);
+            if !field.kind.accepts(value) {
                 return Err(self.invalid(format!(
                     "{} field `{}`: expected {}, found `{value}`",
                     what(&record.id),
@@ -767,19 +804,14 @@ impl Collection {
                     field.name
                 )));
             }
-            row.insert(field.name.to_string(), value);
+            row.insert(field.name, value);
         }
-        if out.len() > 1 {
-            out.push(',');
-        }
-        let json = serde_json::to_string(&row).map_err(|source| Error::Json {
+        serde_json::to_string(&row).map_err(|source| Error::Json {
             facility: self.facility().to_string(),
             direction: "encode",
             what: what(&record.id),
             source,
-        })?;
-        out.push_str(&json);
-        Ok(())
+        })
     }
 
     /// The text form of a tenant value, as the partition function takes it.
@@ -861,8 +893,9 @@ impl Collection {
     }
 
     /// Loads records in chunks of at most [`LOAD_CHUNK_ROWS`] rows (and about 4 MB), one
-    /// statement each. A record repeated within a chunk keeps its last version.
-    pub(crate) async fn load<C, I, P>(
+    /// statement each. Each record is checked and encoded as it comes; a key repeated within a
+    /// chunk keeps its last version (one statement may not write a row twice).
+    pub(crate) async fn load<C, R, I, P>(
         &self,
         db: &C,
         total: usize,
@@ -871,7 +904,8 @@ impl Collection {
     ) -> Result<u64>
     where
         C: ConnectionTrait,
-        I: Iterator<Item = Result<Record>> + Send,
+        R: std::borrow::Borrow<Record>,
+        I: Iterator<Item = Result<R>> + Send,
         P: Progress + Send + ?Sized,
     {
         self.load_returning(db, total, records, progress, |_| Ok(()))
@@ -879,7 +913,7 @@ impl Collection {
     }
 
     /// [`Collection::load`], handing each chunk's `RETURNING` rows to `written`.
-    pub(crate) async fn load_returning<C, I, P, W>(
+    pub(crate) async fn load_returning<C, R, I, P, W>(
         &self,
         db: &C,
         total: usize,
@@ -889,85 +923,49 @@ impl Collection {
     ) -> Result<u64>
     where
         C: ConnectionTrait,
-        I: Iterator<Item = Result<Record>> + Send,
+        R: std::borrow::Borrow<Record>,
+        I: Iterator<Item = Result<R>> + Send,
         P: Progress + Send + ?Sized,
         W: FnMut(Vec<QueryResult>) -> Result<()> + Send,
     {
         let mut done = 0u64;
-        let mut chunk: Vec<Record> = Vec::new();
-        let mut chunk_bytes = 0usize;
+        let mut chunk = Chunk::default();
         let mut records = records.peekable();
         progress.update(0, total as u64);
         while let Some(record) = records.next() {
             let record = record?;
-            chunk_bytes += record.embedding.as_ref().map_or(0, |e| match e {
-                Embedding::Dense(v) => v.len() * 10,
-                Embedding::Bits(b) => b.len(),
-                Embedding::Sparse(s) => s.values.len() * 16,
-            }) + 64;
-            chunk.push(record);
-            let last = records.peek().is_none();
-            if chunk.len() >= LOAD_CHUNK_ROWS || chunk_bytes >= LOAD_CHUNK_BYTES || last {
-                let rows = self.write_records(db, &chunk).await?;
-                done += chunk.len() as u64;
-                written(rows)?;
+            let record = record.borrow();
+            let tenant = self
+                .def
+                .partition_by
+                .and_then(|p| record.fields.get(p))
+                .map(Self::tenant_text);
+            chunk.push((record.id.to_string(), tenant), self.encode(record)?);
+            if chunk.rows.len() >= LOAD_CHUNK_ROWS
+                || chunk.bytes >= LOAD_CHUNK_BYTES
+                || records.peek().is_none()
+            {
+                let pushed = chunk.pushed as u64;
+                let (json, tenants) = std::mem::take(&mut chunk).finish();
+                written(self.write_chunk(db, json, &tenants).await?)?;
+                done += pushed;
                 progress.update(done, total as u64);
-                chunk.clear();
-                chunk_bytes = 0;
             }
         }
         progress.finish(done);
         Ok(done)
     }
 
-    /// One statement for `records`: duplicates (by key) keep the last.
-    async fn write_records<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        records: &[Record],
-    ) -> Result<Vec<QueryResult>> {
-        let key_of = |r: &Record| {
-            let tenant = self
-                .def
-                .partition_by
-                .and_then(|p| r.fields.get(p))
-                .map(Self::tenant_text);
-            (r.id.to_string(), tenant)
-        };
-        let mut seen = HashSet::new();
-        let mut keep = vec![false; records.len()];
-        for (i, r) in records.iter().enumerate().rev() {
-            keep[i] = seen.insert(key_of(r));
-        }
-        let mut json = String::with_capacity(records.len() * 256);
-        json.push('[');
-        let mut tenants: Vec<String> = Vec::new();
-        for (record, keep) in records.iter().zip(keep) {
-            if !keep {
-                continue;
-            }
-            self.encode(record, &mut json)?;
-            if let Some(t) = self.def.partition_by.and_then(|p| record.fields.get(p)) {
-                let t = Self::tenant_text(t);
-                if !tenants.contains(&t) {
-                    tenants.push(t);
-                }
-            }
-        }
-        json.push(']');
-        self.write_chunk(db, json, &tenants).await
-    }
-
     /// Inserts or replaces one row (all fields; a missing field is stored as NULL).
     pub async fn upsert<C: ConnectionTrait>(&self, db: &C, record: &Record) -> Result<()> {
-        self.write_records(db, std::slice::from_ref(record))
+        self.load(db, 1, std::iter::once(Ok(record)), &mut ())
             .await
             .map(|_| ())
     }
 
     /// Inserts or replaces many rows in large statements; returns how many were written.
     pub async fn upsert_many<C: ConnectionTrait>(&self, db: &C, records: &[Record]) -> Result<u64> {
-        self.load(db, records.len(), records.iter().cloned().map(Ok), &mut ())
+        self.load(db, records.len(), records.iter().map(Ok), &mut ())
             .await
     }
 
@@ -978,7 +976,7 @@ impl Collection {
         records: &[Record],
         progress: &mut P,
     ) -> Result<u64> {
-        self.load(db, records.len(), records.iter().cloned().map(Ok), progress)
+        self.load(db, records.len(), records.iter().map(Ok), progress)
             .await
     }
 
@@ -1166,7 +1164,7 @@ impl Collection {
                 .in_facility(self.facility())?;
         }
         let loaded = self
-            .load(db, records.len(), records.iter().cloned().map(Ok), progress)
+            .load(db, records.len(), records.iter().map(Ok), progress)
             .await;
         let started = std::time::Instant::now();
         for (_, definition) in &indexes {

@@ -28,10 +28,11 @@ use std::sync::Arc;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde::{Deserialize, Serialize};
 
-use super::{Collection, Embedder, Embedding, FieldKind, Record, stmt};
+use super::{Collection, Embedder, Embedding, FieldKind, Record};
 use crate::error::{DbContext, Error, Result};
 use crate::ident::Ident;
 use crate::queue::{NewJob, Queue, Worker};
+use crate::sql::stmt;
 
 /// A row to embed: its key and the version it was written at.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -143,8 +144,9 @@ impl EmbeddingPipeline {
         let mut rows: Vec<EmbedRow> = Vec::new();
         let records = records.iter().map(|r| {
             Ok(Record {
+                id: r.id.clone(),
                 embedding: None,
-                ..r.clone()
+                fields: r.fields.clone(),
             })
         });
         let n = collection
@@ -228,10 +230,10 @@ impl EmbeddingPipeline {
         let def = self.collection.def();
         let mut types = vec![format!("\"id\" {}", def.id.sql())];
         let mut on = vec!["t.\"id\" = k.\"id\"".to_string()];
+        // The tenant travels in the job's JSON as "tenant".
         if let Some(field) = def.partition_by.and_then(|p| def.field(p)) {
-            let col = Ident::new(field.name)?;
-            types.push(format!("{col} {}", field.kind.sql()));
-            on.push(format!("t.{col} = k.{col}"));
+            types.push(format!("\"tenant\" {}", field.kind.sql()));
+            on.push(format!("t.{} = k.\"tenant\"", Ident::new(field.name)?));
         }
         types.push("\"version\" bigint".to_string());
         on.push(
@@ -292,15 +294,7 @@ impl EmbeddingPipeline {
         }
         let sql = self.collection.sql()?;
         let (types, on) = self.key_sql()?;
-        // The tenant travels in the JSON under "tenant"; name the column after the field.
-        let types = match def.partition_by {
-            Some(p) => types.replacen(&format!("{} ", Ident::new(p)?), "\"tenant\" ", 1),
-            None => types,
-        };
-        let on = match def.partition_by {
-            Some(p) => on.replace(&format!("k.{}", Ident::new(p)?), "k.\"tenant\""),
-            None => on,
-        };
+        let tenant_field = def.partition_by.and_then(|p| def.field(p));
         let texts = self
             .text_fields
             .iter()
@@ -308,9 +302,14 @@ impl EmbeddingPipeline {
             .collect::<Result<Vec<_>>>()?
             .join(", ");
         let select = format!(
-            "SELECT k.\"id\", k.\"version\", concat_ws(E'\\n\\n', {texts}) AS \"text\" \
-             FROM json_to_recordset($1::json) AS k({types}) JOIN {} t ON {on} ORDER BY k.\"version\"",
-            sql.table
+            "SELECT k.\"id\", {tenant}k.\"version\", concat_ws(E'\\n\\n', {texts}) AS \"text\" \
+             FROM json_to_recordset($1::json) AS k({types}) JOIN {table} t ON {on} ORDER BY k.\"version\"",
+            tenant = if tenant_field.is_some() {
+                "k.\"tenant\", "
+            } else {
+                ""
+            },
+            table = sql.table
         );
         let current = db
             .query_all_raw(stmt(&select, vec![Self::rows_json(&job.rows, None).into()]))
@@ -325,11 +324,10 @@ impl EmbeddingPipeline {
             let id = def.id.read(row, "id").in_facility(def.table)?;
             let version: i64 = row.try_get("", "version").in_facility(def.table)?;
             let text: String = row.try_get("", "text").in_facility(def.table)?;
-            let tenant = job
-                .rows
-                .iter()
-                .find(|r| r.id == id && r.version == version)
-                .and_then(|r| r.tenant.clone());
+            let tenant = match tenant_field {
+                Some(field) => Some(field.kind.read(row, "tenant").in_facility(def.table)?),
+                None => None,
+            };
             rows.push(EmbedRow {
                 id,
                 tenant,

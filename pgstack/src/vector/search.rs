@@ -21,9 +21,10 @@
 
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 
-use super::{Collection, Embedding, FieldKind, IndexDef, Key, Record, stmt};
+use super::{Collection, Embedding, FieldKind, IndexDef, Key, Record};
 use crate::error::{DbContext, Error, Result};
 use crate::ident::Ident;
+use crate::sql::stmt;
 
 /// The most rows one search returns.
 pub const MAX_K: u32 = 1_000;
@@ -523,12 +524,15 @@ impl Collection {
         search: &Search,
     ) -> Result<Vec<Hit<Record>>> {
         self.check_k(search.k)?;
-        let mut filters = search.filters.clone();
-        let mut tenant = search.tenant.clone();
+        let filters = &search.filters;
+        let mut tenant = search.tenant.as_ref();
+        // similar_to leaves its own row out.
+        let mut exclude = None;
+        let stored;
         let embedding = match &search.query {
             Query::Embedding(e) => {
                 self.check_embedding(e, "the query embedding")?;
-                e.clone()
+                e
             }
             Query::SimilarTo(key) => {
                 let Some(row) = self.get(db, key.clone()).await? else {
@@ -542,14 +546,11 @@ impl Collection {
                     );
                 };
                 if tenant.is_none() {
-                    tenant = key.tenant.clone();
+                    tenant = key.tenant.as_ref();
                 }
-                filters.push(Filter {
-                    field: String::new(),
-                    op: Op::Ne,
-                    values: vec![key.id.clone()],
-                });
-                embedding
+                exclude = Some(&key.id);
+                stored = embedding;
+                &stored
             }
         };
         let sql = self.sql()?;
@@ -565,19 +566,17 @@ impl Collection {
         // `k` is written into the statement, a checked integer: with it bound, PostgreSQL
         // cannot cost a generic plan and re-plans every execution.
         let k = search.k;
-        // The id exclusion of similar_to is not a declared field: handle it here.
-        let (exclude, filters): (Vec<Filter>, Vec<Filter>) =
-            filters.into_iter().partition(|f| f.field.is_empty());
-        let mut conditions = self.conditions(&filters, tenant.as_ref(), &mut params)?;
-        for f in &exclude {
+        let mut conditions = self.conditions(filters, tenant, &mut params)?;
+        if let Some(id) = exclude {
             let id = self
                 .def
                 .id
-                .bind(&f.values[0])
+                .bind(id)
                 .map_err(|why| self.invalid(format!("similar_to id: {why}")))?;
             conditions.push(format!("\"id\" <> {}", params.push(id)));
         }
-        let filtered = !filters.is_empty() || !exclude.is_empty();
+        // A tenant is not a filter: its partition holds only its rows.
+        let filtered = !filters.is_empty() || exclude.is_some();
         let on_indexed = filters
             .iter()
             .any(|f| self.def.field(&f.field).is_some_and(|d| d.indexed));
@@ -588,7 +587,7 @@ impl Collection {
                 let below = search
                     .exact_below
                     .unwrap_or_else(|| default_exact_below(self.def.dimensions));
-                if self.few_match(db, &filters, tenant.as_ref(), below).await? {
+                if self.few_match(db, filters, tenant, below).await? {
                     Plan::Exact
                 } else {
                     Plan::Iterative
