@@ -486,3 +486,44 @@ async fn byte_caches_and_kind_mismatches() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
 }
+
+/// Key lists sit behind a sub-select so that PostgreSQL keeps the cached generic plan: given
+/// the array itself it would size each batch exactly and re-plan every execution.
+#[tokio::test]
+async fn batched_reads_keep_a_generic_plan() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    let t = TestDb::migrated().await;
+    // 40 entries: under the cache's max_entries (50).
+    for n in 0..40 {
+        pages::CACHE
+            .set(&t.conn, &format!("k{n}"), &n)
+            .await
+            .unwrap();
+    }
+    t.exec("ANALYZE pages").await;
+    // One connection (a transaction) so its prepared statements can be read back.
+    let txn = t.conn.begin().await.unwrap();
+    for round in 0..8 {
+        let keys: Vec<String> = (0..=round).map(|n| format!("k{}", n * 5)).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let found = pages::CACHE.get_many::<i32, _>(&txn, &keys).await.unwrap();
+        assert!(found.iter().all(Option::is_some));
+    }
+    let row = txn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+             WHERE statement LIKE '%= ANY((SELECT $1::text[])::text[])%' \
+               AND statement NOT LIKE '%pg_prepared_statements%'",
+        ))
+        .await
+        .unwrap()
+        .expect("the get_many statement is prepared on this connection");
+    let generic: i64 = row.try_get_by_index(0).unwrap();
+    let custom: i64 = row.try_get_by_index(1).unwrap();
+    assert!(
+        generic >= 3 && custom <= 5,
+        "generic {generic}, custom {custom}"
+    );
+    txn.rollback().await.unwrap();
+}

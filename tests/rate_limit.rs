@@ -10,6 +10,16 @@ use pgstack_tests::db::{
     hour_sliding,
 };
 
+/// One limiter per algorithm, each allowing 10 per hour (burst 10): no refill during a test.
+fn hour_limiters() -> [(&'static str, &'static RateLimiter); 4] {
+    [
+        ("gcra", &hour_gcra::LIMITER),
+        ("fixed_window", &hour_fixed::LIMITER),
+        ("sliding_window", &hour_sliding::LIMITER),
+        ("token_bucket", &hour_bucket::LIMITER),
+    ]
+}
+
 /// 32 callers, 5 checks each, at once on one key: returns how many passed.
 async fn hammer(t: &TestDb, limiter: &'static RateLimiter, key: &str) -> usize {
     let mut tasks = Vec::new();
@@ -37,21 +47,19 @@ async fn concurrent_callers_never_exceed_the_limit() {
     let t = TestDb::migrated().await;
     // Each limiter allows 10 (burst 10, or 10 per window) and refills over an hour, so within
     // the test exactly 10 of the 160 checks may pass, however they interleave.
-    for (name, limiter) in [
-        ("gcra", &hour_gcra::LIMITER),
-        ("fixed_window", &hour_fixed::LIMITER),
-        ("sliding_window", &hour_sliding::LIMITER),
-        ("token_bucket", &hour_bucket::LIMITER),
-    ] {
+    for (name, limiter) in hour_limiters() {
         let passed = hammer(&t, limiter, "hot-key").await;
         assert_eq!(passed, 10, "{name}: exactly the limit passes");
         let denied = limiter.check(&t.conn, "hot-key").await.unwrap();
         assert!(!denied.allowed, "{name}");
         assert_eq!(denied.remaining, 0, "{name}");
-        assert!(
-            denied.retry_after.unwrap() > Duration::from_secs(60),
-            "{name}: {denied:?}"
-        );
+        // Refills take minutes; the fixed window, aligned to the hour, may end any moment.
+        let soonest = if name == "fixed_window" {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(60)
+        };
+        assert!(denied.retry_after.unwrap() > soonest, "{name}: {denied:?}");
         // Other keys are independent.
         assert!(
             limiter.check(&t.conn, "other-key").await.unwrap().allowed,
@@ -143,12 +151,7 @@ async fn windows_and_buckets_refill_as_specified() {
 async fn costs_peeks_resets_and_headers() {
     let t = TestDb::migrated().await;
     let db = &t.conn;
-    for (name, limiter) in [
-        ("gcra", &hour_gcra::LIMITER),
-        ("fixed_window", &hour_fixed::LIMITER),
-        ("sliding_window", &hour_sliding::LIMITER),
-        ("token_bucket", &hour_bucket::LIMITER),
-    ] {
+    for (name, limiter) in hour_limiters() {
         let fresh = limiter.peek(db, "c").await.unwrap();
         assert!(fresh.allowed && fresh.remaining == 10, "{name}: {fresh:?}");
         let d = limiter.check_cost(db, "c", 4).await.unwrap();
@@ -235,4 +238,101 @@ async fn sweeps_forget_only_idle_keys_and_tables_are_unlogged() {
         .column("SELECT DISTINCT relpersistence::text FROM pg_class WHERE relname LIKE 'fast_%' AND relkind = 'r'")
         .await;
     assert_eq!(persistence, ["u"]);
+}
+
+#[tokio::test]
+async fn batched_checks_judge_each_key_as_a_single_check_would() {
+    let t = TestDb::migrated().await;
+    let db = &t.conn;
+    for (name, limiter) in hour_limiters() {
+        // The same rounds of requests, one key at a time ("s:") and batched ("m:").
+        let rounds: [&[(&str, u64)]; 4] = [
+            &[("a", 4), ("b", 3), ("c", 11)],
+            &[("a", 4), ("b", 3)],
+            &[("c", 10), ("a", 4), ("b", 3)],
+            &[("b", 1), ("a", 2)],
+        ];
+        for round in rounds {
+            let single_keys: Vec<String> = round.iter().map(|(k, _)| format!("s:{k}")).collect();
+            let batch_keys: Vec<String> = round.iter().map(|(k, _)| format!("m:{k}")).collect();
+            let mut single = Vec::new();
+            for ((_, cost), key) in round.iter().zip(&single_keys) {
+                single.push(limiter.check_cost(db, key, *cost).await.unwrap());
+            }
+            let asked: Vec<(&str, u64)> = round
+                .iter()
+                .zip(&batch_keys)
+                .map(|((_, cost), key)| (key.as_str(), *cost))
+                .collect();
+            let batched = limiter.check_many(db, &asked).await.unwrap();
+            assert_eq!(batched.len(), round.len(), "{name}");
+            for ((s, b), (key, _)) in single.iter().zip(&batched).zip(round) {
+                assert_eq!(
+                    (s.allowed, s.remaining, s.limit, s.retry_after.is_some()),
+                    (b.allowed, b.remaining, b.limit, b.retry_after.is_some()),
+                    "{name} key {key}: single {s:?}, batched {b:?}"
+                );
+            }
+        }
+        // After the rounds: a is at 10 of 10 (4 + 4, denied 4, then 2), b at 10 (3 + 3 + 3 + 1).
+        for key in ["m:a", "m:b"] {
+            let peek = limiter.peek(db, key).await.unwrap();
+            assert_eq!(peek.remaining, 0, "{name} {key}: {peek:?}");
+        }
+
+        let err = limiter
+            .check_many(db, &[("x", 1), ("y", 1), ("x", 2)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"x\" appears twice"), "{err}");
+        let err = limiter
+            .check_many(db, &[("x", 0)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cost 0") && err.contains("peek"), "{err}");
+        assert!(limiter.check_many(db, &[]).await.unwrap().is_empty());
+        assert_eq!(
+            limiter.peek(db, "x").await.unwrap().remaining,
+            10,
+            "{name}: a rejected batch consumed nothing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batchers_hold_the_limit_and_do_not_deadlock() {
+    let t = TestDb::migrated().await;
+    for (name, limiter) in hour_limiters() {
+        // Two batchers with two statements each; 64 callers check ten keys three times,
+        // each caller starting at a different key, so batches overlap in every order.
+        let batchers = [limiter.batcher(&t.conn, 2), limiter.batcher(&t.conn, 2)];
+        let mut tasks = Vec::new();
+        for caller in 0..64usize {
+            let batcher = batchers[caller % 2].clone();
+            tasks.push(tokio::spawn(async move {
+                let mut passed = [0usize; 10];
+                for round in 0..30 {
+                    let key = (caller + round) % 10;
+                    if batcher.check(&format!("k{key}")).await.unwrap().allowed {
+                        passed[key] += 1;
+                    }
+                }
+                passed
+            }));
+        }
+        let mut passed = [0usize; 10];
+        for task in tasks {
+            for (total, n) in passed.iter_mut().zip(task.await.unwrap()) {
+                *total += n;
+            }
+        }
+        assert_eq!(passed, [10; 10], "{name}: exactly the limit passes per key");
+        // A cost of 0 peeks through the batcher; a bad key fails alone.
+        let peek = batchers[0].check_cost("k0", 0).await.unwrap();
+        assert!(!peek.allowed && peek.remaining == 0, "{name}: {peek:?}");
+        assert!(batchers[1].check("").await.is_err());
+        assert!(batchers[1].check("fresh").await.unwrap().allowed, "{name}");
+    }
 }

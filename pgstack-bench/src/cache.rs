@@ -5,7 +5,8 @@
 //! Every implementation decodes the same JSON payload into the same struct, and every client
 //! has a connection of its own (no cross-client pipelining for Redis). `pgstack` is the plain
 //! accessor; `mode = "coalesced"` is the same cache read through `Cache::reader`, which answers
-//! concurrent gets with one statement, the way a pipelining client would.
+//! concurrent gets with one statement, the way a pipelining client would. Rate-limit checks
+//! have the same two modes: `check` per call, and `RateLimiter::batcher`'s batched statement.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -413,6 +414,33 @@ pub async fn run_rate_limit(
         Record::new("rate_limit", "check", "pgstack", clients)
             .rate(n, seconds)
             .latencies(&mut lat)
+            .with("mode", "direct")
+            .with("algorithm", "gcra")
+            .with("keys", 10_000)
+            .print();
+
+        let batcher = bench_limit::LIMITER.batcher(db, 2);
+        let (n, mut lat) = timed(
+            clients,
+            seconds,
+            |_| {
+                let b = batcher.clone();
+                async move { Ok(b) }
+            },
+            move |batcher: &mut pgstack::rate_limit::CheckBatcher, k| {
+                let batcher = batcher.clone();
+                async move {
+                    batcher.check(&identifier(k)).await?;
+                    Ok(())
+                }
+            },
+        )
+        .await?;
+        drop(batcher);
+        Record::new("rate_limit", "check", "pgstack", clients)
+            .rate(n, seconds)
+            .latencies(&mut lat)
+            .with("mode", "coalesced")
             .with("algorithm", "gcra")
             .with("keys", 10_000)
             .print();

@@ -5,6 +5,11 @@
 -- An entry is live while value IS NOT NULL and expires_at is NULL or in the
 -- future. A row with a NULL value is a placeholder holding a get_or_compute
 -- lease (lease_until). $n::bigint TTLs are milliseconds, NULL for no expiry.
+--
+-- Key lists are read as `= ANY((SELECT $1::text[])::text[])`: given the array
+-- itself, PostgreSQL sizes the lookup exactly and so re-plans every execution
+-- (planning took twice as long as the lookup); behind the sub-select the size
+-- is unknown at planning, and the cached generic plan serves every batch.
 
 -- name: CacheGet
 SELECT value
@@ -16,7 +21,7 @@ WHERE key = $1
 -- name: CacheGetMany
 SELECT key, value
 FROM {table}
-WHERE key = ANY($1::text[])
+WHERE key = ANY((SELECT $1::text[])::text[])
   AND value IS NOT NULL
   AND (expires_at IS NULL OR expires_at > now())
 
@@ -25,7 +30,7 @@ WHERE key = ANY($1::text[])
 -- Rust straight into the caller's type.
 SELECT key, value::text
 FROM {table}
-WHERE key = ANY($1::text[])
+WHERE key = ANY((SELECT $1::text[])::text[])
   AND value IS NOT NULL
   AND (expires_at IS NULL OR expires_at > now())
 

@@ -14,7 +14,7 @@ WHERE key = $1
 -- name: KvGetMany
 SELECT key, value, version, updated_at, expires_at
 FROM {table}
-WHERE key = ANY($1::text[])
+WHERE key = ANY((SELECT $1::text[])::text[])
   AND (expires_at IS NULL OR expires_at > now())
 
 -- name: KvExists

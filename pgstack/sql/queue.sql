@@ -10,6 +10,11 @@
 --
 -- sea-query cannot bind NULL inside arrays, so batch statements take sentinels:
 -- an empty unique key means none, and has_run_at says whether run_at is set.
+--
+-- The small, frequent batches (complete, retry, kill, extend, release) read their
+-- arrays as `unnest((SELECT $1::bigint[]), ...)`: given the arrays themselves,
+-- PostgreSQL sizes the join exactly and re-plans every execution; behind a
+-- sub-select the size is unknown at planning and the cached generic plan serves.
 
 -- name: QueueEnqueue
 INSERT INTO {table} (kind, payload, priority, visible_at, max_attempts, unique_key)
@@ -92,7 +97,7 @@ RETURNING q.id, q.kind, q.payload, q.priority, q.attempt, q.max_attempts,
 -- name: QueueComplete
 -- Finished jobs leave the hot table.
 DELETE FROM {table} AS q
-USING unnest($1::bigint[], $2::integer[]) AS done(id, attempt)
+USING unnest((SELECT $1::bigint[]), (SELECT $2::integer[])) AS done(id, attempt)
 WHERE q.id = done.id AND q.attempt = done.attempt AND q.claimed_at IS NOT NULL
 RETURNING q.id
 
@@ -100,7 +105,7 @@ RETURNING q.id
 -- Finished jobs move to the archive in the same statement.
 WITH done AS (
     DELETE FROM {table} AS q
-    USING unnest($1::bigint[], $2::integer[]) AS done(id, attempt)
+    USING unnest((SELECT $1::bigint[]), (SELECT $2::integer[])) AS done(id, attempt)
     WHERE q.id = done.id AND q.attempt = done.attempt AND q.claimed_at IS NOT NULL
     RETURNING q.*
 )
@@ -120,7 +125,7 @@ SET claimed_at = NULL,
         * (CASE WHEN $5::boolean THEN 0.5 + random() / 2 ELSE 1 END)
         * interval '1 millisecond',
     last_error = r.error
-FROM unnest($1::bigint[], $2::integer[], $3::bigint[], $4::text[])
+FROM unnest((SELECT $1::bigint[]), (SELECT $2::integer[]), (SELECT $3::bigint[]), (SELECT $4::text[]))
      AS r(id, attempt, delay_ms, error)
 WHERE q.id = r.id AND q.attempt = r.attempt AND q.claimed_at IS NOT NULL
 RETURNING q.id
@@ -129,7 +134,7 @@ RETURNING q.id
 -- Jobs out of attempts move to the dead-letter table with their last error.
 WITH dead AS (
     DELETE FROM {table} AS q
-    USING unnest($1::bigint[], $2::integer[], $3::text[]) AS d(id, attempt, error)
+    USING unnest((SELECT $1::bigint[]), (SELECT $2::integer[]), (SELECT $3::text[])) AS d(id, attempt, error)
     WHERE q.id = d.id AND q.attempt = d.attempt AND q.claimed_at IS NOT NULL
     RETURNING q.*, d.error
 )
@@ -144,7 +149,7 @@ RETURNING id
 -- Without a dead-letter table, jobs out of attempts are archived as discarded.
 WITH dead AS (
     DELETE FROM {table} AS q
-    USING unnest($1::bigint[], $2::integer[], $3::text[]) AS d(id, attempt, error)
+    USING unnest((SELECT $1::bigint[]), (SELECT $2::integer[]), (SELECT $3::text[])) AS d(id, attempt, error)
     WHERE q.id = d.id AND q.attempt = d.attempt AND q.claimed_at IS NOT NULL
     RETURNING q.*, d.error
 )
@@ -158,7 +163,7 @@ RETURNING id
 -- name: QueueKillDelete
 -- Without a dead-letter table or an archive, jobs out of attempts are deleted.
 DELETE FROM {table} AS q
-USING unnest($1::bigint[], $2::integer[], $3::text[]) AS d(id, attempt, error)
+USING unnest((SELECT $1::bigint[]), (SELECT $2::integer[]), (SELECT $3::text[])) AS d(id, attempt, error)
 WHERE q.id = d.id AND q.attempt = d.attempt AND q.claimed_at IS NOT NULL
 RETURNING q.id
 
@@ -167,7 +172,7 @@ RETURNING q.id
 -- the ids still held (a missing id means the lease was lost).
 UPDATE {table} AS q
 SET visible_at = now() + $3::bigint * interval '1 millisecond'
-FROM unnest($1::bigint[], $2::integer[]) AS h(id, attempt)
+FROM unnest((SELECT $1::bigint[]), (SELECT $2::integer[])) AS h(id, attempt)
 WHERE q.id = h.id AND q.attempt = h.attempt AND q.claimed_at IS NOT NULL
 RETURNING q.id
 
@@ -176,7 +181,7 @@ RETURNING q.id
 -- attempt is not counted.
 UPDATE {table} AS q
 SET claimed_at = NULL, visible_at = now(), attempt = q.attempt - 1
-FROM unnest($1::bigint[], $2::integer[]) AS r(id, attempt)
+FROM unnest((SELECT $1::bigint[]), (SELECT $2::integer[])) AS r(id, attempt)
 WHERE q.id = r.id AND q.attempt = r.attempt AND q.claimed_at IS NOT NULL
 RETURNING q.id
 
@@ -201,7 +206,7 @@ LIMIT $2
 -- whose unique_key is taken by a live job stays dead (moving it would lose it).
 WITH moved AS (
     DELETE FROM {dead} AS d
-    WHERE d.id = ANY($1::bigint[])
+    WHERE d.id = ANY((SELECT $1::bigint[])::bigint[])
       AND NOT EXISTS (
           SELECT 1 FROM {table} AS q
           WHERE d.unique_key IS NOT NULL AND q.unique_key = d.unique_key)

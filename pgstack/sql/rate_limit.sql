@@ -88,6 +88,114 @@ SELECT {now_us},
        CASE WHEN NOT EXISTS (SELECT 1 FROM admitted)
             THEN (SELECT hits FROM {table} WHERE key = $1) END AS current_hits
 
+-- Batched checks (`check_many` and the coalescing `CheckBatcher`): the same
+-- admission per key, for many distinct keys in one statement. $1 is a JSON array
+-- of {"key", "cost"} sorted by key, so two batches lock their rows in the same
+-- order and cannot deadlock. (JSON rather than arrays: PostgreSQL sizes `unnest`
+-- of a known array exactly, so every execution got a fresh custom plan, 0.1 ms of
+-- planning; `json_to_recordset` is sized alike every time and the cached generic
+-- plan is used.) Each key's cost travels in its inserted row (`excluded`), so
+-- every key is judged exactly as its own single-key statement would judge it.
+-- Rows come back as `key, now, admitted_state, current_state...`.
+
+-- name: RateGcraMany
+-- "cost" = emission interval × cost, $2 = emission interval × burst;
+-- excluded.tat - now is the key's own increment.
+WITH req AS MATERIALIZED (
+    SELECT key, cost AS inc FROM json_to_recordset($1::json) AS req(key text, cost bigint)
+),
+admitted AS (
+    INSERT INTO {table} AS r (key, tat)
+    SELECT req.key, {now_us} + req.inc
+    FROM req
+    WHERE req.inc <= $2
+    ON CONFLICT (key) DO UPDATE
+        SET tat = greatest(r.tat + (excluded.tat - {now_us}), excluded.tat)
+        WHERE greatest(r.tat + (excluded.tat - {now_us}), excluded.tat) - {now_us} <= $2
+    RETURNING key, tat
+)
+SELECT req.key,
+       {now_us},
+       a.tat AS admitted_tat,
+       CASE WHEN a.key IS NULL
+            THEN (SELECT tat FROM {table} AS t WHERE t.key = req.key) END AS current_tat
+FROM req
+LEFT JOIN admitted AS a ON a.key = req.key
+
+-- name: RateTokenBucketMany
+-- $2 = refill per microsecond, $3 = capacity; a new row starts at $3 - cost, so
+-- $3 - excluded.tokens is the key's own cost.
+WITH req AS MATERIALIZED (
+    SELECT key, cost FROM json_to_recordset($1::json) AS req(key text, cost float8)
+),
+admitted AS (
+    INSERT INTO {table} AS r (key, tokens, updated_us)
+    SELECT req.key, $3 - req.cost, {now_us}
+    FROM req
+    WHERE req.cost <= $3
+    ON CONFLICT (key) DO UPDATE
+        SET tokens = least($3, r.tokens + greatest(0, excluded.updated_us - r.updated_us) * $2)
+                     - ($3 - excluded.tokens),
+            updated_us = greatest(r.updated_us, excluded.updated_us)
+        WHERE least($3, r.tokens + greatest(0, excluded.updated_us - r.updated_us) * $2)
+              >= $3 - excluded.tokens
+    RETURNING key, tokens
+)
+SELECT req.key, {now_us}, a.tokens AS admitted_tokens, r.tokens, r.updated_us
+FROM req
+LEFT JOIN admitted AS a ON a.key = req.key
+LEFT JOIN {table} AS r ON a.key IS NULL AND r.key = req.key
+
+-- name: RateFixedWindowMany
+-- $2 = window length, $3 = limit; the cost is excluded.count.
+WITH req AS MATERIALIZED (
+    SELECT key, cost FROM json_to_recordset($1::json) AS req(key text, cost bigint)
+),
+admitted AS (
+    INSERT INTO {table} AS r (key, window_start, count)
+    SELECT req.key, {now_us} - {now_us} % $2, req.cost
+    FROM req
+    WHERE req.cost <= $3
+    ON CONFLICT (key) DO UPDATE
+        SET count = CASE WHEN r.window_start = excluded.window_start
+                         THEN r.count + excluded.count ELSE excluded.count END,
+            window_start = excluded.window_start
+        WHERE (CASE WHEN r.window_start = excluded.window_start
+                    THEN r.count + excluded.count ELSE excluded.count END) <= $3
+    RETURNING key, count
+)
+SELECT req.key, {now_us}, a.count AS admitted_count, r.window_start, r.count
+FROM req
+LEFT JOIN admitted AS a ON a.key = req.key
+LEFT JOIN {table} AS r ON a.key IS NULL AND r.key = req.key
+
+-- name: RateSlidingWindowMany
+-- $2 = period, $3 = limit; the cost is the length of excluded.hits.
+WITH req AS MATERIALIZED (
+    SELECT key, cost FROM json_to_recordset($1::json) AS req(key text, cost bigint)
+),
+admitted AS (
+    INSERT INTO {table} AS r (key, hits)
+    SELECT req.key, array_fill({now_us}, ARRAY[req.cost::int])
+    FROM req
+    WHERE req.cost <= $3
+    ON CONFLICT (key) DO UPDATE
+        SET hits = ARRAY(SELECT h FROM unnest(r.hits) AS h
+                         WHERE h > excluded.hits[1] - $2 ORDER BY h)
+                   || excluded.hits
+        WHERE cardinality(ARRAY(SELECT h FROM unnest(r.hits) AS h
+                                WHERE h > excluded.hits[1] - $2))
+              + cardinality(excluded.hits) <= $3
+    RETURNING key, hits
+)
+SELECT req.key,
+       {now_us},
+       a.hits AS admitted_hits,
+       CASE WHEN a.key IS NULL
+            THEN (SELECT hits FROM {table} AS t WHERE t.key = req.key) END AS current_hits
+FROM req
+LEFT JOIN admitted AS a ON a.key = req.key
+
 -- name: RatePeekGcra
 SELECT {now_us},
        (SELECT tat FROM {table} WHERE key = $1)

@@ -30,16 +30,17 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use crate::coalesce::{Answer, Coalescer};
 use crate::error::{DbContext, Error, Result};
 use crate::ident::TableName;
 use crate::kv::{ValueKind, prefix_upper_bound};
@@ -778,15 +779,14 @@ impl Cache {
     /// answered together by the next one (`key = ANY($1)`), on `connections` dedicated
     /// connections from `db`'s pool, like Redis pipelining. Must be created in a tokio runtime.
     pub fn reader(&'static self, db: &DatabaseConnection, connections: usize) -> CacheReader {
-        let (requests, receiver) = mpsc::unbounded_channel();
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..connections.max(1) {
-            let pool = db.get_postgres_connection_pool().clone();
-            tokio::spawn(serve_reads(self, pool, receiver.clone()));
-        }
+        let pool = db.get_postgres_connection_pool().clone();
         CacheReader {
             cache: self,
-            requests,
+            requests: Coalescer::spawn(connections, MAX_BATCH, |_| ReadLoop {
+                cache: self,
+                pool: pool.clone(),
+                connection: None,
+            }),
         }
     }
 }
@@ -884,7 +884,7 @@ struct ReadRequest {
 #[derive(Clone)]
 pub struct CacheReader {
     cache: &'static Cache,
-    requests: mpsc::UnboundedSender<ReadRequest>,
+    requests: Coalescer<ReadRequest>,
 }
 
 impl CacheReader {
@@ -924,30 +924,64 @@ impl CacheReader {
     }
 }
 
-/// One reader connection: takes everything queued, answers it with one statement, repeats.
-/// While one connection waits for PostgreSQL, another collects the next batch.
-async fn serve_reads(
+/// One of a reader's loops: its own connection, one `= ANY` statement per batch.
+struct ReadLoop {
     cache: &'static Cache,
     pool: sea_orm::sqlx::PgPool,
-    receiver: Arc<Mutex<mpsc::UnboundedReceiver<ReadRequest>>>,
-) {
-    use sea_orm::sqlx;
-    let mut connection = None;
-    loop {
-        let batch = {
-            let mut receiver = receiver.lock().await;
-            let Some(first) = receiver.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
-            }
-            batch
+    connection: Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>>,
+}
+
+impl ReadLoop {
+    /// The values of the live keys among `keys`.
+    async fn fetch(&mut self, keys: &[&str]) -> Result<Vec<(String, RawValue)>> {
+        use sea_orm::sqlx;
+        let cache = self.cache;
+        let sql = cache.sql()?;
+        let conn = match &mut self.connection {
+            Some(conn) => conn,
+            none => none.insert(
+                self.pool
+                    .acquire()
+                    .await
+                    .map_err(|e| cache.invalid(format!("cannot get a connection: {e}")))?,
+            ),
         };
+        let db_error = |e: sqlx::Error| Error::Database {
+            facility: cache.name().to_string(),
+            source: sea_orm::DbErr::Custom(e.to_string()),
+        };
+        // The SQL is pgstack's own, with a checked table name; values are bound.
+        Ok(match cache.def.value {
+            ValueKind::Jsonb => {
+                let rows: Vec<(String, String)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql.get_many_text.as_str()))
+                        .bind(keys)
+                        .fetch_all(&mut **conn)
+                        .await
+                        .map_err(db_error)?;
+                rows.into_iter()
+                    .map(|(k, v)| (k, RawValue::Text(v)))
+                    .collect()
+            }
+            ValueKind::Bytea => {
+                let rows: Vec<(String, Vec<u8>)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql.get_many.as_str()))
+                        .bind(keys)
+                        .fetch_all(&mut **conn)
+                        .await
+                        .map_err(db_error)?;
+                rows.into_iter()
+                    .map(|(k, v)| (k, RawValue::Bytes(v)))
+                    .collect()
+            }
+        })
+    }
+}
+
+impl Answer for ReadLoop {
+    type Request = ReadRequest;
+
+    async fn answer(&mut self, batch: Vec<ReadRequest>) -> Vec<ReadRequest> {
         // Callers asking for the same key share one answer.
         let mut waiting: HashMap<String, Vec<Reply>> = HashMap::with_capacity(batch.len());
         let asked = batch.len();
@@ -955,49 +989,7 @@ async fn serve_reads(
             waiting.entry(request.key).or_default().push(request.reply);
         }
         let keys: Vec<&str> = waiting.keys().map(String::as_str).collect();
-        let result: Result<Vec<(String, RawValue)>> = async {
-            let sql = cache.sql()?;
-            if connection.is_none() {
-                connection = Some(
-                    pool.acquire()
-                        .await
-                        .map_err(|e| cache.invalid(format!("cannot get a connection: {e}")))?,
-                );
-            }
-            let Some(conn) = connection.as_mut() else {
-                return Err(cache.invalid("no connection".to_string()));
-            };
-            let db_error = |e: sqlx::Error| Error::Database {
-                facility: cache.name().to_string(),
-                source: sea_orm::DbErr::Custom(e.to_string()),
-            };
-            // The SQL is pgstack's own, with a checked table name; values are bound.
-            Ok(match cache.def.value {
-                ValueKind::Jsonb => {
-                    let rows: Vec<(String, String)> =
-                        sqlx::query_as(sqlx::AssertSqlSafe(sql.get_many_text.as_str()))
-                            .bind(&keys)
-                            .fetch_all(&mut **conn)
-                            .await
-                            .map_err(db_error)?;
-                    rows.into_iter()
-                        .map(|(k, v)| (k, RawValue::Text(v)))
-                        .collect()
-                }
-                ValueKind::Bytea => {
-                    let rows: Vec<(String, Vec<u8>)> =
-                        sqlx::query_as(sqlx::AssertSqlSafe(sql.get_many.as_str()))
-                            .bind(&keys)
-                            .fetch_all(&mut **conn)
-                            .await
-                            .map_err(db_error)?;
-                    rows.into_iter()
-                        .map(|(k, v)| (k, RawValue::Bytes(v)))
-                        .collect()
-                }
-            })
-        }
-        .await;
+        let result = self.fetch(&keys).await;
         match result {
             Ok(rows) => {
                 let mut hits = 0;
@@ -1014,20 +1006,21 @@ async fn serve_reads(
                         let _ = reply.send(Ok(Some(value)));
                     }
                 }
-                cache.count_lookup(hits, asked);
+                self.cache.count_lookup(hits, asked);
                 for reply in waiting.into_values().flatten() {
                     let _ = reply.send(Ok(None));
                 }
             }
             Err(e) => {
                 // The connection may be broken: take a fresh one next time.
-                connection = None;
+                self.connection = None;
                 let message = e.to_string();
                 for reply in waiting.into_values().flatten() {
-                    let _ = reply.send(Err(cache.invalid(message.clone())));
+                    let _ = reply.send(Err(self.cache.invalid(message.clone())));
                 }
             }
         }
+        Vec::new()
     }
 }
 

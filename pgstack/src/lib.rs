@@ -6,6 +6,7 @@
 //! caller's transaction.
 
 pub mod cache;
+mod coalesce;
 pub mod document;
 pub mod error;
 pub mod ident;

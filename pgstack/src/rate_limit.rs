@@ -10,6 +10,13 @@
 //!         println!("{name}: {value}");
 //!     }
 //! }
+//!
+//! // Several keys in one statement, each judged as its own check would be.
+//! let both = api.check_many(db, &[("user:42", 1), ("ip:10.0.0.7", 1)]).await?;
+//!
+//! // Many tasks checking at once: a batcher sends their checks together.
+//! let batcher = api.batcher(db, 2);
+//! let decision = batcher.check("user:42").await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -24,11 +31,14 @@
 //! Concurrent callers on one key cannot overshoot: admission happens inside the row lock of an
 //! `INSERT ... ON CONFLICT DO UPDATE ... WHERE`. A denied request changes nothing.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, QueryResult, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
+use tokio::sync::oneshot;
 
+use crate::coalesce::{Answer, Coalescer};
 use crate::error::{DbContext, Error, Result};
 use crate::ident::TableName;
 use crate::sql::{SqlFile, stmt};
@@ -102,8 +112,12 @@ impl Decision {
     }
 }
 
+/// The most checks one batched statement takes.
+pub const MAX_CHECKS: usize = 1000;
+
 struct LimitSql {
     check: String,
+    check_many: String,
     peek: String,
     reset: String,
     sweep: String,
@@ -162,6 +176,7 @@ impl RateLimiter {
                 let file = sql_file();
                 Ok(LimitSql {
                     check: file.get(&format!("Rate{suffix}"), &vars),
+                    check_many: file.get(&format!("Rate{suffix}Many"), &vars),
                     peek: file.get(&format!("RatePeek{suffix}"), &vars),
                     reset: file.get("RateReset", &vars),
                     sweep: file.get(&format!("RateSweep{suffix}"), &vars),
@@ -198,6 +213,13 @@ impl RateLimiter {
             });
         }
         Ok(())
+    }
+
+    fn invalid(&self, message: String) -> Error {
+        Error::InvalidArgument {
+            facility: self.name().to_string(),
+            message,
+        }
     }
 
     /// Checks one request (cost 1) against `key`'s limit.
@@ -249,7 +271,113 @@ impl RateLimiter {
             facility: self.name().to_string(),
             source: sea_orm::DbErr::RecordNotFound("the check returned nothing".into()),
         })?;
-        self.decide(&row, cost, true)
+        self.decide(&row, 0, cost, true)
+    }
+
+    /// Checks many requests in one statement and one round trip, one per key: keys must be
+    /// distinct (at most [`MAX_CHECKS`]) and costs at least 1. Each key is judged exactly as
+    /// [`RateLimiter::check_cost`] would judge it alone; decisions come back in the order asked.
+    pub async fn check_many<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        requests: &[(&str, u64)],
+    ) -> Result<Vec<Decision>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        if requests.len() > MAX_CHECKS {
+            return Err(self.invalid(format!(
+                "at most {MAX_CHECKS} checks per statement, found {}; split the list",
+                requests.len()
+            )));
+        }
+        for (key, cost) in requests {
+            self.check_key(key)?;
+            if *cost == 0 {
+                return Err(self.invalid(format!(
+                    "key {key:?} has cost 0; use `peek` to look without consuming"
+                )));
+            }
+        }
+        // Sorted keys: concurrent batches lock their rows in one order.
+        let mut sorted: Vec<(&str, u64)> = requests.to_vec();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if let Some(pair) = sorted.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(self.invalid(format!(
+                "key {:?} appears twice; check it once with the summed cost, or in two calls",
+                pair[0].0
+            )));
+        }
+        // `{"key": ..., "cost": ...}` per request, in key order; the cost in the unit the
+        // algorithm's statement takes.
+        let t = self.interval_us();
+        let rows: Vec<serde_json::Value> = sorted
+            .iter()
+            .map(|(key, cost)| {
+                let cost = match self.def.algorithm {
+                    Algorithm::Gcra => serde_json::Value::from((t * *cost as f64).round() as i64),
+                    Algorithm::TokenBucket => serde_json::Value::from(*cost as f64),
+                    Algorithm::FixedWindow | Algorithm::SlidingWindow => {
+                        serde_json::Value::from(i64::try_from(*cost).unwrap_or(i64::MAX))
+                    }
+                };
+                serde_json::json!({ "key": key, "cost": cost })
+            })
+            .collect();
+        let requests_json = serde_json::Value::Array(rows).to_string();
+        let capacity = self.capacity();
+        let values: Vec<Value> = match self.def.algorithm {
+            Algorithm::Gcra => vec![
+                requests_json.into(),
+                ((t * capacity as f64).round() as i64).into(),
+            ],
+            Algorithm::TokenBucket => vec![
+                requests_json.into(),
+                (self.def.limit as f64 / self.period_us().max(1) as f64).into(),
+                (capacity as f64).into(),
+            ],
+            Algorithm::FixedWindow | Algorithm::SlidingWindow => vec![
+                requests_json.into(),
+                self.period_us().max(1).into(),
+                i64::try_from(self.def.limit).unwrap_or(i64::MAX).into(),
+            ],
+        };
+        let rows = db
+            .query_all_raw(stmt(&self.sql()?.check_many, values))
+            .await
+            .in_facility(self.name())?;
+        let mut by_key = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key: String = row.try_get_by_index(0).in_facility(self.name())?;
+            by_key.insert(key, row);
+        }
+        requests
+            .iter()
+            .map(|(key, cost)| {
+                let row = by_key.get(*key).ok_or_else(|| Error::Database {
+                    facility: self.name().to_string(),
+                    source: sea_orm::DbErr::RecordNotFound(format!(
+                        "the batched check returned no row for key {key:?}"
+                    )),
+                })?;
+                self.decide(row, 1, *cost, true)
+            })
+            .collect()
+    }
+
+    /// A batcher for many concurrent checks: checks arriving while a statement is in flight
+    /// go out together in the next one ([`RateLimiter::check_many`]), with at most
+    /// `statements` in flight on `db`'s pool. Decisions are the ones single checks would get.
+    /// Must be created in a tokio runtime.
+    pub fn batcher(&'static self, db: &DatabaseConnection, statements: usize) -> CheckBatcher {
+        CheckBatcher {
+            limiter: self,
+            db: db.clone(),
+            requests: Coalescer::spawn(statements, MAX_CHECKS, |_| CheckLoop {
+                limiter: self,
+                db: db.clone(),
+            }),
+        }
     }
 
     /// What a cost-1 request would see now, without consuming anything.
@@ -263,7 +391,7 @@ impl RateLimiter {
             facility: self.name().to_string(),
             source: sea_orm::DbErr::RecordNotFound("the peek returned nothing".into()),
         })?;
-        self.decide(&row, 1, false)
+        self.decide(&row, 0, 1, false)
     }
 
     /// Forgets `key`'s state: its next request starts with full capacity.
@@ -297,12 +425,19 @@ impl RateLimiter {
     }
 
     /// Turns a check's (or peek's) row into a decision. Check rows are
-    /// `now, admitted_state, current_state...`; peek rows are `now, current_state...`.
+    /// `now, admitted_state, current_state...`; peek rows are `now, current_state...`; both
+    /// start at column `base` (batched rows lead with the key).
     /// A check passed exactly when its admitted state is present; a peek reports whether a
     /// request of `cost` would pass now.
-    fn decide(&self, row: &QueryResult, cost: u64, is_check: bool) -> Result<Decision> {
+    fn decide(
+        &self,
+        row: &QueryResult,
+        base: usize,
+        cost: u64,
+        is_check: bool,
+    ) -> Result<Decision> {
         let f = self.name();
-        let now: i64 = row.try_get_by_index(0).in_facility(f)?;
+        let now: i64 = row.try_get_by_index(base).in_facility(f)?;
         let offset = usize::from(is_check);
         let capacity = self.capacity();
         let cost_f = cost as f64;
@@ -315,11 +450,12 @@ impl RateLimiter {
                 let t = self.interval_us();
                 let cap_us = t * capacity as f64;
                 let admitted: Option<i64> = if is_check {
-                    row.try_get_by_index(1).in_facility(f)?
+                    row.try_get_by_index(base + 1).in_facility(f)?
                 } else {
                     None
                 };
-                let current: Option<i64> = row.try_get_by_index(1 + offset).in_facility(f)?;
+                let current: Option<i64> =
+                    row.try_get_by_index(base + 1 + offset).in_facility(f)?;
                 let tat = admitted.or(current).unwrap_or(now).max(now);
                 let used = (tat - now) as f64;
                 let allowed = passed(admitted.is_some(), used + t * cost_f <= cap_us);
@@ -337,12 +473,13 @@ impl RateLimiter {
             Algorithm::TokenBucket => {
                 let rate = self.def.limit as f64 / self.period_us().max(1) as f64;
                 let admitted: Option<f64> = if is_check {
-                    row.try_get_by_index(1).in_facility(f)?
+                    row.try_get_by_index(base + 1).in_facility(f)?
                 } else {
                     None
                 };
-                let stored: Option<f64> = row.try_get_by_index(1 + offset).in_facility(f)?;
-                let updated: Option<i64> = row.try_get_by_index(2 + offset).in_facility(f)?;
+                let stored: Option<f64> = row.try_get_by_index(base + 1 + offset).in_facility(f)?;
+                let updated: Option<i64> =
+                    row.try_get_by_index(base + 2 + offset).in_facility(f)?;
                 let tokens = match (admitted, stored, updated) {
                     (Some(after), _, _) => after,
                     (None, Some(tokens), Some(updated)) => {
@@ -366,12 +503,14 @@ impl RateLimiter {
                 let window_us = self.period_us().max(1);
                 let start = now - now.rem_euclid(window_us);
                 let admitted: Option<i64> = if is_check {
-                    row.try_get_by_index(1).in_facility(f)?
+                    row.try_get_by_index(base + 1).in_facility(f)?
                 } else {
                     None
                 };
-                let stored_start: Option<i64> = row.try_get_by_index(1 + offset).in_facility(f)?;
-                let stored_count: Option<i64> = row.try_get_by_index(2 + offset).in_facility(f)?;
+                let stored_start: Option<i64> =
+                    row.try_get_by_index(base + 1 + offset).in_facility(f)?;
+                let stored_count: Option<i64> =
+                    row.try_get_by_index(base + 2 + offset).in_facility(f)?;
                 let used = match (admitted, stored_start, stored_count) {
                     (Some(count), _, _) => count,
                     (None, Some(s), Some(count)) if s == start => count,
@@ -403,11 +542,12 @@ impl RateLimiter {
             Algorithm::SlidingWindow => {
                 let period = self.period_us().max(1);
                 let admitted: Option<Vec<i64>> = if is_check {
-                    row.try_get_by_index(1).in_facility(f)?
+                    row.try_get_by_index(base + 1).in_facility(f)?
                 } else {
                     None
                 };
-                let stored: Option<Vec<i64>> = row.try_get_by_index(1 + offset).in_facility(f)?;
+                let stored: Option<Vec<i64>> =
+                    row.try_get_by_index(base + 1 + offset).in_facility(f)?;
                 let was_admitted = admitted.is_some();
                 let mut hits: Vec<i64> = admitted
                     .or(stored)
@@ -442,6 +582,86 @@ impl RateLimiter {
                 }
             }
         })
+    }
+}
+
+type Reply = oneshot::Sender<Result<Decision>>;
+
+struct CheckRequest {
+    key: String,
+    cost: u64,
+    reply: Reply,
+}
+
+/// Coalesces concurrent checks into batched statements; see [`RateLimiter::batcher`]. Cheap
+/// to clone; its tasks stop when the last clone is dropped.
+#[derive(Clone)]
+pub struct CheckBatcher {
+    limiter: &'static RateLimiter,
+    db: DatabaseConnection,
+    requests: Coalescer<CheckRequest>,
+}
+
+impl CheckBatcher {
+    /// As [`RateLimiter::check`].
+    pub async fn check(&self, key: &str) -> Result<Decision> {
+        self.check_cost(key, 1).await
+    }
+
+    /// As [`RateLimiter::check_cost`]; a cost of 0 is a [`RateLimiter::peek`], sent alone.
+    pub async fn check_cost(&self, key: &str, cost: u64) -> Result<Decision> {
+        // Checked here so that one bad key cannot fail the batch it would have joined.
+        self.limiter.check_key(key)?;
+        if cost == 0 {
+            return self.limiter.peek(&self.db, key).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = CheckRequest {
+            key: key.to_string(),
+            cost,
+            reply,
+        };
+        let stopped = || {
+            self.limiter
+                .invalid("the check batcher's tasks stopped".to_string())
+        };
+        self.requests.send(request).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// One of a batcher's loops: one `check_many` per batch, a repeated key waits for the next.
+struct CheckLoop {
+    limiter: &'static RateLimiter,
+    db: DatabaseConnection,
+}
+
+impl Answer for CheckLoop {
+    type Request = CheckRequest;
+
+    async fn answer(&mut self, batch: Vec<CheckRequest>) -> Vec<CheckRequest> {
+        let mut seen = HashSet::with_capacity(batch.len());
+        let (now, later): (Vec<CheckRequest>, Vec<CheckRequest>) = batch
+            .into_iter()
+            .partition(|request| seen.insert(request.key.clone()));
+        let asked: Vec<(&str, u64)> = now.iter().map(|r| (r.key.as_str(), r.cost)).collect();
+        match self.limiter.check_many(&self.db, &asked).await {
+            Ok(decisions) => {
+                for (request, decision) in now.into_iter().zip(decisions) {
+                    let _ = request.reply.send(Ok(decision));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for request in now {
+                    let _ = request.reply.send(Err(Error::Database {
+                        facility: self.limiter.name().to_string(),
+                        source: sea_orm::DbErr::Custom(message.clone()),
+                    }));
+                }
+            }
+        }
+        later
     }
 }
 
