@@ -491,7 +491,7 @@ async fn byte_caches_and_kind_mismatches() {
 /// the array itself it would size each batch exactly and re-plan every execution.
 #[tokio::test]
 async fn batched_reads_keep_a_generic_plan() {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+    use sea_orm::TransactionTrait;
     let t = TestDb::migrated().await;
     // 40 entries: under the cache's max_entries (50).
     for n in 0..40 {
@@ -509,18 +509,8 @@ async fn batched_reads_keep_a_generic_plan() {
         let found = pages::CACHE.get_many::<i32, _>(&txn, &keys).await.unwrap();
         assert!(found.iter().all(Option::is_some));
     }
-    let row = txn
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
-             WHERE statement LIKE '%= ANY((SELECT $1::text[])::text[])%' \
-               AND statement NOT LIKE '%pg_prepared_statements%'",
-        ))
-        .await
-        .unwrap()
-        .expect("the get_many statement is prepared on this connection");
-    let generic: i64 = row.try_get_by_index(0).unwrap();
-    let custom: i64 = row.try_get_by_index(1).unwrap();
+    let (generic, custom) =
+        pgstack_tests::plan_counts(&txn, "= ANY((SELECT $1::text[])::text[])").await;
     assert!(
         generic >= 3 && custom <= 5,
         "generic {generic}, custom {custom}"

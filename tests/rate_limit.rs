@@ -336,3 +336,27 @@ async fn batchers_hold_the_limit_and_do_not_deadlock() {
         assert!(batchers[1].check("fresh").await.unwrap().allowed, "{name}");
     }
 }
+
+/// Batches reach PostgreSQL behind sub-selects, so it keeps the cached generic plan rather
+/// than sizing each batch's arrays and planning it afresh.
+#[tokio::test]
+async fn batched_checks_keep_a_generic_plan() {
+    use sea_orm::TransactionTrait;
+    let t = TestDb::migrated().await;
+    for (name, limiter) in hour_limiters() {
+        // One connection (a transaction) so its prepared statements can be read back.
+        let txn = t.conn.begin().await.unwrap();
+        for round in 0..8 {
+            let keys: Vec<String> = (0..=round).map(|n| format!("plan{n}")).collect();
+            let asked: Vec<(&str, u64)> = keys.iter().map(|k| (k.as_str(), 1)).collect();
+            limiter.check_many(&txn, &asked).await.unwrap();
+        }
+        let table = format!("INTO \"public\".\"{}\"", limiter.def().table);
+        let (generic, custom) = pgstack_tests::plan_counts(&txn, &table).await;
+        assert!(
+            generic >= 3 && custom <= 5,
+            "{name}: generic {generic}, custom {custom}"
+        );
+        txn.rollback().await.unwrap();
+    }
+}

@@ -89,29 +89,29 @@ SELECT {now_us},
             THEN (SELECT hits FROM {table} WHERE key = $1) END AS current_hits
 
 -- Batched checks (`check_many` and the coalescing `CheckBatcher`): the same
--- admission per key, for many distinct keys in one statement. $1 is a JSON array
--- of {"key", "cost"} sorted by key, so two batches lock their rows in the same
--- order and cannot deadlock. (JSON rather than arrays: PostgreSQL sizes `unnest`
--- of a known array exactly, so every execution got a fresh custom plan, 0.1 ms of
--- planning; `json_to_recordset` is sized alike every time and the cached generic
--- plan is used.) Each key's cost travels in its inserted row (`excluded`), so
--- every key is judged exactly as its own single-key statement would judge it.
--- Rows come back as `key, now, admitted_state, current_state...`.
+-- admission per key, for many distinct keys in one statement. $1 holds the keys,
+-- sorted, so two batches lock their rows in the same order and cannot deadlock,
+-- and $2 each key's cost. The arrays sit behind sub-selects: given the arrays
+-- themselves PostgreSQL sizes `unnest` exactly and re-plans every execution
+-- (0.1 ms); this way the cached generic plan serves every batch. Each key's cost
+-- travels in its inserted row (`excluded`), so every key is judged exactly as its
+-- own single-key statement would judge it. Rows come back as
+-- `key, now, admitted_state, current_state...`.
 
 -- name: RateGcraMany
--- "cost" = emission interval × cost, $2 = emission interval × burst;
+-- $2 = emission interval × cost per key, $3 = emission interval × burst;
 -- excluded.tat - now is the key's own increment.
 WITH req AS MATERIALIZED (
-    SELECT key, cost AS inc FROM json_to_recordset($1::json) AS req(key text, cost bigint)
+    SELECT key, inc FROM unnest((SELECT $1::text[]), (SELECT $2::bigint[])) AS req(key, inc)
 ),
 admitted AS (
     INSERT INTO {table} AS r (key, tat)
     SELECT req.key, {now_us} + req.inc
     FROM req
-    WHERE req.inc <= $2
+    WHERE req.inc <= $3
     ON CONFLICT (key) DO UPDATE
         SET tat = greatest(r.tat + (excluded.tat - {now_us}), excluded.tat)
-        WHERE greatest(r.tat + (excluded.tat - {now_us}), excluded.tat) - {now_us} <= $2
+        WHERE greatest(r.tat + (excluded.tat - {now_us}), excluded.tat) - {now_us} <= $3
     RETURNING key, tat
 )
 SELECT req.key,
@@ -123,10 +123,10 @@ FROM req
 LEFT JOIN admitted AS a ON a.key = req.key
 
 -- name: RateTokenBucketMany
--- $2 = refill per microsecond, $3 = capacity; a new row starts at $3 - cost, so
--- $3 - excluded.tokens is the key's own cost.
+-- $2 = cost per key, $3 = capacity, $4 = refill per microsecond; a new row starts
+-- at $3 - cost, so $3 - excluded.tokens is the key's own cost.
 WITH req AS MATERIALIZED (
-    SELECT key, cost FROM json_to_recordset($1::json) AS req(key text, cost float8)
+    SELECT key, cost FROM unnest((SELECT $1::text[]), (SELECT $2::float8[])) AS req(key, cost)
 ),
 admitted AS (
     INSERT INTO {table} AS r (key, tokens, updated_us)
@@ -134,10 +134,10 @@ admitted AS (
     FROM req
     WHERE req.cost <= $3
     ON CONFLICT (key) DO UPDATE
-        SET tokens = least($3, r.tokens + greatest(0, excluded.updated_us - r.updated_us) * $2)
+        SET tokens = least($3, r.tokens + greatest(0, excluded.updated_us - r.updated_us) * $4)
                      - ($3 - excluded.tokens),
             updated_us = greatest(r.updated_us, excluded.updated_us)
-        WHERE least($3, r.tokens + greatest(0, excluded.updated_us - r.updated_us) * $2)
+        WHERE least($3, r.tokens + greatest(0, excluded.updated_us - r.updated_us) * $4)
               >= $3 - excluded.tokens
     RETURNING key, tokens
 )
@@ -147,13 +147,13 @@ LEFT JOIN admitted AS a ON a.key = req.key
 LEFT JOIN {table} AS r ON a.key IS NULL AND r.key = req.key
 
 -- name: RateFixedWindowMany
--- $2 = window length, $3 = limit; the cost is excluded.count.
+-- $2 = cost per key (excluded.count), $3 = limit, $4 = window length.
 WITH req AS MATERIALIZED (
-    SELECT key, cost FROM json_to_recordset($1::json) AS req(key text, cost bigint)
+    SELECT key, cost FROM unnest((SELECT $1::text[]), (SELECT $2::bigint[])) AS req(key, cost)
 ),
 admitted AS (
     INSERT INTO {table} AS r (key, window_start, count)
-    SELECT req.key, {now_us} - {now_us} % $2, req.cost
+    SELECT req.key, {now_us} - {now_us} % $4, req.cost
     FROM req
     WHERE req.cost <= $3
     ON CONFLICT (key) DO UPDATE
@@ -170,9 +170,9 @@ LEFT JOIN admitted AS a ON a.key = req.key
 LEFT JOIN {table} AS r ON a.key IS NULL AND r.key = req.key
 
 -- name: RateSlidingWindowMany
--- $2 = period, $3 = limit; the cost is the length of excluded.hits.
+-- $2 = cost per key (the length of excluded.hits), $3 = limit, $4 = period.
 WITH req AS MATERIALIZED (
-    SELECT key, cost FROM json_to_recordset($1::json) AS req(key text, cost bigint)
+    SELECT key, cost FROM unnest((SELECT $1::text[]), (SELECT $2::bigint[])) AS req(key, cost)
 ),
 admitted AS (
     INSERT INTO {table} AS r (key, hits)
@@ -181,10 +181,10 @@ admitted AS (
     WHERE req.cost <= $3
     ON CONFLICT (key) DO UPDATE
         SET hits = ARRAY(SELECT h FROM unnest(r.hits) AS h
-                         WHERE h > excluded.hits[1] - $2 ORDER BY h)
+                         WHERE h > excluded.hits[1] - $4 ORDER BY h)
                    || excluded.hits
         WHERE cardinality(ARRAY(SELECT h FROM unnest(r.hits) AS h
-                                WHERE h > excluded.hits[1] - $2))
+                                WHERE h > excluded.hits[1] - $4))
               + cardinality(excluded.hits) <= $3
     RETURNING key, hits
 )

@@ -308,38 +308,34 @@ impl RateLimiter {
                 pair[0].0
             )));
         }
-        // `{"key": ..., "cost": ...}` per request, in key order; the cost in the unit the
-        // algorithm's statement takes.
-        let t = self.interval_us();
-        let rows: Vec<serde_json::Value> = sorted
-            .iter()
-            .map(|(key, cost)| {
-                let cost = match self.def.algorithm {
-                    Algorithm::Gcra => serde_json::Value::from((t * *cost as f64).round() as i64),
-                    Algorithm::TokenBucket => serde_json::Value::from(*cost as f64),
-                    Algorithm::FixedWindow | Algorithm::SlidingWindow => {
-                        serde_json::Value::from(i64::try_from(*cost).unwrap_or(i64::MAX))
-                    }
-                };
-                serde_json::json!({ "key": key, "cost": cost })
-            })
-            .collect();
-        let requests_json = serde_json::Value::Array(rows).to_string();
+        let keys: Vec<String> = sorted.iter().map(|(k, _)| k.to_string()).collect();
+        let costs = sorted.iter().map(|(_, cost)| *cost);
         let capacity = self.capacity();
+        // Keys, then each key's cost in the unit the algorithm's statement takes.
         let values: Vec<Value> = match self.def.algorithm {
-            Algorithm::Gcra => vec![
-                requests_json.into(),
-                ((t * capacity as f64).round() as i64).into(),
-            ],
+            Algorithm::Gcra => {
+                let t = self.interval_us();
+                let incs: Vec<i64> = costs.map(|c| (t * c as f64).round() as i64).collect();
+                vec![
+                    keys.into(),
+                    incs.into(),
+                    ((t * capacity as f64).round() as i64).into(),
+                ]
+            }
             Algorithm::TokenBucket => vec![
-                requests_json.into(),
-                (self.def.limit as f64 / self.period_us().max(1) as f64).into(),
+                keys.into(),
+                costs.map(|c| c as f64).collect::<Vec<f64>>().into(),
                 (capacity as f64).into(),
+                (self.def.limit as f64 / self.period_us().max(1) as f64).into(),
             ],
             Algorithm::FixedWindow | Algorithm::SlidingWindow => vec![
-                requests_json.into(),
-                self.period_us().max(1).into(),
+                keys.into(),
+                costs
+                    .map(|c| i64::try_from(c).unwrap_or(i64::MAX))
+                    .collect::<Vec<i64>>()
+                    .into(),
                 i64::try_from(self.def.limit).unwrap_or(i64::MAX).into(),
+                self.period_us().max(1).into(),
             ],
         };
         let rows = db

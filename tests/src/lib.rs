@@ -118,6 +118,27 @@ impl TestDb {
     }
 }
 
+/// How often the statement prepared on `db`'s connection whose text contains `fragment` ran
+/// with the cached generic plan, and how often PostgreSQL planned it afresh:
+/// `(generic_plans, custom_plans)`. Pass a transaction, so that one connection is read.
+pub async fn plan_counts<C: ConnectionTrait>(db: &C, fragment: &str) -> (i64, i64) {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements \
+             WHERE strpos(statement, $1) > 0 AND statement NOT LIKE '%pg_prepared_statements%'",
+            [fragment.into()],
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("reading pg_prepared_statements: {e}"))
+        .unwrap_or_else(|| panic!("no statement containing {fragment:?} is prepared here"));
+    let count = |i| {
+        row.try_get_by_index::<i64>(i)
+            .unwrap_or_else(|e| panic!("pg_prepared_statements: {e}"))
+    };
+    (count(0), count(1))
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
