@@ -8,17 +8,16 @@
 //! concurrent gets with one statement, the way a pipelining client would. Rate-limit checks
 //! have the same two modes: `check` per call, and `RateLimiter::batcher`'s batched statement.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use pgstack::cache::Expiry;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use pgstack::cache::{CacheReader, Expiry};
+use pgstack::rate_limit::CheckBatcher;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{bench_cache, bench_limit};
+use crate::load::{BoxError, measure, spread, stmt};
 use crate::report::Record;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const KEYS: u64 = 100_000;
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -48,21 +47,9 @@ fn key(n: u64) -> String {
     format!("page:{n}")
 }
 
-/// A cheap, repeatable key sequence per client.
-struct Keys(u64);
-
-impl Keys {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % KEYS
-    }
-}
-
-fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+/// The key operation `n` touches: spread over all keys, the same in every run.
+fn key_of(n: u64) -> String {
+    key(spread(n) % KEYS)
 }
 
 const SEED_CACHE: &str = "
@@ -81,48 +68,9 @@ const SEED_SET: &str = "INSERT INTO cache_store (cache_key, cache_value, expires
      ON CONFLICT (cache_key)
      DO UPDATE SET cache_value = $2, expires_at = $3, created_at = NOW()";
 
-/// Runs `op` from `clients` tasks, each with state from `setup`, for `duration` after a
-/// warm-up; returns operations and latencies.
-async fn timed<S, Setup, SFut, Op, OFut>(
-    clients: usize,
-    duration: Duration,
-    setup: Setup,
-    op: Op,
-) -> Result<(u64, Vec<Duration>), BoxError>
-where
-    S: Send + 'static,
-    Setup: Fn(usize) -> SFut,
-    SFut: std::future::Future<Output = Result<S, BoxError>>,
-    Op: Fn(&mut S, u64) -> OFut + Clone + Send + 'static,
-    OFut: std::future::Future<Output = Result<(), BoxError>> + Send,
-{
-    let warmup = Duration::from_millis(300);
-    let mut tasks = Vec::new();
-    let start = Instant::now() + Duration::from_millis(50);
-    for c in 0..clients {
-        let mut state = setup(c).await?;
-        let op = op.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut keys = Keys(c as u64 * 7919 + 1);
-            let mut samples = Vec::with_capacity(100_000);
-            while Instant::now() < start {
-                tokio::task::yield_now().await;
-            }
-            while start.elapsed() < warmup + duration {
-                let t = Instant::now();
-                op(&mut state, keys.next()).await?;
-                if start.elapsed() >= warmup {
-                    samples.push(t.elapsed());
-                }
-            }
-            Ok::<_, BoxError>(samples)
-        }));
-    }
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
-    Ok((all.len() as u64, all))
+/// Each client's own handle on the pool (clones share it).
+async fn pool_client(db: &DatabaseConnection) -> Result<DatabaseConnection, BoxError> {
+    Ok(db.clone())
 }
 
 async fn redis_connection() -> Result<redis::aio::MultiplexedConnection, BoxError> {
@@ -167,63 +115,55 @@ pub async fn run_cache(
     }
 
     for &clients in workers {
+        let record = |case, implementation| Record::new("cache", case, implementation, clients);
         // get
-        let (n, mut lat) = timed(
-            clients,
+        measure(
+            record("get", "pgstack"),
             seconds,
-            |_| async { Ok(db.clone()) },
-            |db: &mut DatabaseConnection, k| {
+            |_| pool_client(db),
+            |db: &mut DatabaseConnection, n| {
                 let db = db.clone();
                 async move {
-                    let page: Option<Page> = bench_cache::CACHE.get(&db, &key(k)).await?;
+                    let page: Option<Page> = bench_cache::CACHE.get(&db, &key_of(n)).await?;
                     page.ok_or("missing key")?;
                     Ok(())
                 }
             },
         )
-        .await?;
-        Record::new("cache", "get", "pgstack", clients)
-            .rate(n, seconds)
-            .latencies(&mut lat)
-            .with("mode", "direct")
-            .with("payload_bytes", bytes)
-            .print();
+        .await?
+        .with("mode", "direct")
+        .with("payload_bytes", bytes)
+        .print();
 
-        let reader = Arc::new(bench_cache::CACHE.reader(db, 2));
-        let (n, mut lat) = timed(
-            clients,
+        let reader = bench_cache::CACHE.reader(db, 2);
+        measure(
+            record("get", "pgstack"),
             seconds,
-            |_| {
-                let r = reader.clone();
-                async move { Ok(r) }
-            },
-            |reader: &mut Arc<pgstack::cache::CacheReader>, k| {
+            |_| std::future::ready(Ok(reader.clone())),
+            |reader: &mut CacheReader, n| {
                 let reader = reader.clone();
                 async move {
-                    let page: Option<Page> = reader.get(&key(k)).await?;
+                    let page: Option<Page> = reader.get(&key_of(n)).await?;
                     page.ok_or("missing key")?;
                     Ok(())
                 }
             },
         )
-        .await?;
+        .await?
+        .with("mode", "coalesced")
+        .with("payload_bytes", bytes)
+        .print();
         drop(reader);
-        Record::new("cache", "get", "pgstack", clients)
-            .rate(n, seconds)
-            .latencies(&mut lat)
-            .with("mode", "coalesced")
-            .with("payload_bytes", bytes)
-            .print();
 
-        let (n, mut lat) = timed(
-            clients,
+        measure(
+            record("get", "seed"),
             seconds,
-            |_| async { Ok(db.clone()) },
-            |db: &mut DatabaseConnection, k| {
+            |_| pool_client(db),
+            |db: &mut DatabaseConnection, n| {
                 let db = db.clone();
                 async move {
                     let row = db
-                        .query_one_raw(stmt(SEED_GET, vec![key(k).into()]))
+                        .query_one_raw(stmt(SEED_GET, vec![key_of(n).into()]))
                         .await?
                         .ok_or("missing key")?;
                     let text: String = row.try_get_by_index(0)?;
@@ -232,61 +172,56 @@ pub async fn run_cache(
                 }
             },
         )
-        .await?;
-        Record::new("cache", "get", "seed", clients)
-            .rate(n, seconds)
-            .latencies(&mut lat)
-            .with("payload_bytes", bytes)
-            .print();
+        .await?
+        .with("payload_bytes", bytes)
+        .print();
 
-        let (n, mut lat) = timed(
-            clients,
+        measure(
+            record("get", "redis"),
             seconds,
             |_| redis_connection(),
-            |con: &mut redis::aio::MultiplexedConnection, k| {
+            |con: &mut redis::aio::MultiplexedConnection, n| {
                 let mut con = con.clone();
                 async move {
-                    let text: Option<String> =
-                        redis::cmd("GET").arg(key(k)).query_async(&mut con).await?;
+                    let text: Option<String> = redis::cmd("GET")
+                        .arg(key_of(n))
+                        .query_async(&mut con)
+                        .await?;
                     let _page: Page = serde_json::from_str(&text.ok_or("missing key")?)?;
                     Ok(())
                 }
             },
         )
-        .await?;
-        Record::new("cache", "get", "redis", clients)
-            .rate(n, seconds)
-            .latencies(&mut lat)
-            .with("payload_bytes", bytes)
-            .print();
+        .await?
+        .with("payload_bytes", bytes)
+        .print();
 
         // set
-        let (n, mut lat) = timed(
-            clients,
+        measure(
+            record("set", "pgstack"),
             seconds,
-            |_| async { Ok(db.clone()) },
-            |db: &mut DatabaseConnection, k| {
+            |_| pool_client(db),
+            |db: &mut DatabaseConnection, n| {
                 let db = db.clone();
                 async move {
+                    let k = spread(n) % KEYS;
                     bench_cache::CACHE.set(&db, &key(k), &page(k)).await?;
                     Ok(())
                 }
             },
         )
-        .await?;
-        Record::new("cache", "set", "pgstack", clients)
-            .rate(n, seconds)
-            .latencies(&mut lat)
-            .with("payload_bytes", bytes)
-            .print();
+        .await?
+        .with("payload_bytes", bytes)
+        .print();
 
-        let (n, mut lat) = timed(
-            clients,
+        measure(
+            record("set", "seed"),
             seconds,
-            |_| async { Ok(db.clone()) },
-            |db: &mut DatabaseConnection, k| {
+            |_| pool_client(db),
+            |db: &mut DatabaseConnection, n| {
                 let db = db.clone();
                 async move {
+                    let k = spread(n) % KEYS;
                     let text = serde_json::to_string(&page(k))?;
                     let expires = chrono::Utc::now().naive_utc() + chrono::Duration::hours(1);
                     db.execute_raw(stmt(
@@ -298,20 +233,18 @@ pub async fn run_cache(
                 }
             },
         )
-        .await?;
-        Record::new("cache", "set", "seed", clients)
-            .rate(n, seconds)
-            .latencies(&mut lat)
-            .with("payload_bytes", bytes)
-            .print();
+        .await?
+        .with("payload_bytes", bytes)
+        .print();
 
-        let (n, mut lat) = timed(
-            clients,
+        measure(
+            record("set", "redis"),
             seconds,
             |_| redis_connection(),
-            |con: &mut redis::aio::MultiplexedConnection, k| {
+            |con: &mut redis::aio::MultiplexedConnection, n| {
                 let mut con = con.clone();
                 async move {
+                    let k = spread(n) % KEYS;
                     let text = serde_json::to_string(&page(k))?;
                     redis::cmd("SET")
                         .arg(key(k))
@@ -324,12 +257,9 @@ pub async fn run_cache(
                 }
             },
         )
-        .await?;
-        Record::new("cache", "set", "redis", clients)
-            .rate(n, seconds)
-            .latencies(&mut lat)
-            .with("payload_bytes", bytes)
-            .print();
+        .await?
+        .with("payload_bytes", bytes)
+        .print();
     }
     Ok(())
 }
@@ -396,83 +326,71 @@ pub async fn run_rate_limit(
     workers: &[usize],
 ) -> Result<(), BoxError> {
     db.execute_unprepared(SEED_LIMITS).await?;
-    let identifier = |k: u64| format!("user:{}", k % 10_000);
+    // 10,000 identifiers, each operation's picked by its sequence number.
+    let identifier = |n: u64| format!("user:{}", spread(n) % 10_000);
     for &clients in workers {
-        let (n, mut lat) = timed(
-            clients,
+        let record = |implementation, algorithm| {
+            Record::new("rate_limit", "check", implementation, clients)
+                .with("algorithm", algorithm)
+                .with("keys", 10_000)
+        };
+        measure(
+            record("pgstack", "gcra"),
             seconds,
-            |_| async { Ok(db.clone()) },
-            move |db: &mut DatabaseConnection, k| {
+            |_| pool_client(db),
+            move |db: &mut DatabaseConnection, n| {
                 let db = db.clone();
                 async move {
-                    bench_limit::LIMITER.check(&db, &identifier(k)).await?;
+                    bench_limit::LIMITER.check(&db, &identifier(n)).await?;
                     Ok(())
                 }
             },
         )
-        .await?;
-        Record::new("rate_limit", "check", "pgstack", clients)
-            .rate(n, seconds)
-            .latencies(&mut lat)
-            .with("mode", "direct")
-            .with("algorithm", "gcra")
-            .with("keys", 10_000)
-            .print();
+        .await?
+        .with("mode", "direct")
+        .print();
 
         let batcher = bench_limit::LIMITER.batcher(db, 2);
-        let (n, mut lat) = timed(
-            clients,
+        measure(
+            record("pgstack", "gcra"),
             seconds,
-            |_| {
-                let b = batcher.clone();
-                async move { Ok(b) }
-            },
-            move |batcher: &mut pgstack::rate_limit::CheckBatcher, k| {
+            |_| std::future::ready(Ok(batcher.clone())),
+            move |batcher: &mut CheckBatcher, n| {
                 let batcher = batcher.clone();
                 async move {
-                    batcher.check(&identifier(k)).await?;
+                    batcher.check(&identifier(n)).await?;
                     Ok(())
                 }
             },
         )
-        .await?;
+        .await?
+        .with("mode", "coalesced")
+        .print();
         drop(batcher);
-        Record::new("rate_limit", "check", "pgstack", clients)
-            .rate(n, seconds)
-            .latencies(&mut lat)
-            .with("mode", "coalesced")
-            .with("algorithm", "gcra")
-            .with("keys", 10_000)
-            .print();
 
-        let (n, mut lat) = timed(
-            clients,
+        measure(
+            record("seed", "fixed_window (transaction, FOR UPDATE)"),
             seconds,
-            |_| async { Ok(db.clone()) },
-            move |db: &mut DatabaseConnection, k| {
+            |_| pool_client(db),
+            move |db: &mut DatabaseConnection, n| {
                 let db = db.clone();
                 async move {
-                    seed_check(&db, &identifier(k), 1000, 60.0).await?;
+                    seed_check(&db, &identifier(n), 1000, 60.0).await?;
                     Ok(())
                 }
             },
         )
-        .await?;
-        Record::new("rate_limit", "check", "seed", clients)
-            .rate(n, seconds)
-            .latencies(&mut lat)
-            .with("algorithm", "fixed_window (transaction, FOR UPDATE)")
-            .with("keys", 10_000)
-            .print();
+        .await?
+        .print();
 
-        let (n, mut lat) = timed(
-            clients,
+        measure(
+            record("redis", "INCR + EXPIRE"),
             seconds,
             |_| redis_connection(),
-            move |con: &mut redis::aio::MultiplexedConnection, k| {
+            move |con: &mut redis::aio::MultiplexedConnection, n| {
                 let mut con = con.clone();
                 async move {
-                    let key = format!("rl:{}", identifier(k));
+                    let key = format!("rl:{}", identifier(n));
                     let count: i64 = redis::cmd("INCR").arg(&key).query_async(&mut con).await?;
                     redis::cmd("EXPIRE")
                         .arg(&key)
@@ -484,13 +402,8 @@ pub async fn run_rate_limit(
                 }
             },
         )
-        .await?;
-        Record::new("rate_limit", "check", "redis", clients)
-            .rate(n, seconds)
-            .latencies(&mut lat)
-            .with("algorithm", "INCR + EXPIRE")
-            .with("keys", 10_000)
-            .print();
+        .await?
+        .print();
     }
     Ok(())
 }

@@ -5,18 +5,17 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgstack::queue::{EnqueueOptions, NewJob, Worker};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use serde_json::json;
 
 use crate::db::bench_jobs;
+use crate::load::{BoxError, WARMUP, closed_loop, measure, stmt};
 use crate::report::Record;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const SEED_SCHEMA: &str = "
 CREATE TABLE job_queue (
@@ -44,10 +43,6 @@ fn payload(n: u64) -> serde_json::Value {
     json!({"to": format!("user{n}@example.com"), "subject": "Welcome", "template": "welcome", "n": n})
 }
 
-fn stmt(sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
-}
-
 pub async fn run(
     db: &DatabaseConnection,
     seconds: Duration,
@@ -58,9 +53,11 @@ pub async fn run(
 
     for clients in [1usize, 4] {
         reset(db).await?;
-        let (ops, mut lat) = timed_clients(clients, seconds, {
-            let db = db.clone();
-            move |n| {
+        measure(
+            Record::new("queue", "enqueue", "pgstack", clients),
+            seconds,
+            |_| std::future::ready(Ok(db.clone())),
+            |db: &mut DatabaseConnection, n| {
                 let db = db.clone();
                 async move {
                     bench_jobs::QUEUE
@@ -68,53 +65,52 @@ pub async fn run(
                         .await?;
                     Ok(())
                 }
-            }
-        })
-        .await?;
-        Record::new("queue", "enqueue", "pgstack", clients)
-            .rate(ops, seconds)
-            .latencies(&mut lat)
-            .with("payload_bytes", bytes)
-            .print();
+            },
+        )
+        .await?
+        .with("payload_bytes", bytes)
+        .print();
         reset(db).await?;
-        let (ops, mut lat) = timed_clients(clients, seconds, {
-            let db = db.clone();
-            move |n| {
+        measure(
+            Record::new("queue", "enqueue", "seed", clients),
+            seconds,
+            |_| std::future::ready(Ok(db.clone())),
+            |db: &mut DatabaseConnection, n| {
                 let db = db.clone();
                 async move {
                     db.query_one_raw(stmt(SEED_ENQUEUE, vec![payload(n).into()]))
                         .await?;
                     Ok(())
                 }
-            }
-        })
-        .await?;
-        Record::new("queue", "enqueue", "seed", clients)
-            .rate(ops, seconds)
-            .latencies(&mut lat)
-            .with("payload_bytes", bytes)
-            .print();
+            },
+        )
+        .await?
+        .with("payload_bytes", bytes)
+        .print();
     }
 
-    for batch in [100usize, 1000] {
+    for batch in [100u64, 1000] {
         reset(db).await?;
-        let (statements, mut lat) = timed_clients(1, seconds, {
-            let db = db.clone();
-            move |n| {
+        let mut statements = closed_loop(
+            1,
+            WARMUP,
+            seconds,
+            |_| std::future::ready(Ok(db.clone())),
+            move |db: &mut DatabaseConnection, n| {
                 let db = db.clone();
                 async move {
-                    let jobs = (0..batch as u64)
-                        .map(|i| NewJob::json("bench", &payload(n * batch as u64 + i)))
+                    let jobs = (0..batch)
+                        .map(|i| NewJob::json("bench", &payload(n * batch + i)))
                         .collect::<Result<Vec<_>, _>>()?;
                     bench_jobs::QUEUE.enqueue_many(&db, &jobs).await?;
                     Ok(())
                 }
-            }
-        })
+            },
+        )
         .await?;
         Record::new("queue", "enqueue_batch", "pgstack", 1)
-            .rate(statements * batch as u64, seconds)
-            .latencies(&mut lat)
+            .rate(statements.ops() * batch, seconds)
+            .latencies(&mut statements.latencies)
             .with("batch", batch)
             .with("payload_bytes", bytes)
             .print();
@@ -141,50 +137,6 @@ async fn reset(db: &DatabaseConnection) -> Result<(), BoxError> {
     db.execute_unprepared("VACUUM ANALYZE bench_jobs").await?;
     db.execute_unprepared("VACUUM ANALYZE job_queue").await?;
     Ok(())
-}
-
-/// Runs `op` from `clients` concurrent tasks for `duration` (after a short warm-up) and
-/// returns the operations completed and each one's latency.
-async fn timed_clients<F, Fut>(
-    clients: usize,
-    duration: Duration,
-    op: F,
-) -> Result<(u64, Vec<Duration>), BoxError>
-where
-    F: Fn(u64) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<(), BoxError>> + Send,
-{
-    let counter = Arc::new(AtomicU64::new(0));
-    let measuring = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    let warmup = Duration::from_millis(300);
-    let start = Instant::now();
-    for _ in 0..clients {
-        let (op, counter, measuring) = (op.clone(), counter.clone(), measuring.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut done = 0u64;
-            while start.elapsed() < warmup + duration {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                let t = Instant::now();
-                op(n).await?;
-                if start.elapsed() >= warmup {
-                    measuring.store(true, Ordering::Relaxed);
-                    samples.push(t.elapsed());
-                    done += 1;
-                }
-            }
-            Ok::<_, BoxError>((done, samples))
-        }));
-    }
-    let mut total = 0;
-    let mut all = Vec::new();
-    for task in tasks {
-        let (done, samples) = task.await??;
-        total += done;
-        all.extend(samples);
-    }
-    Ok((total, all))
 }
 
 async fn preload_pgstack(db: &DatabaseConnection, jobs: u64) -> Result<(), BoxError> {
@@ -278,19 +230,25 @@ async fn claim_complete_seed(
     ))
     .await?;
     db.execute_unprepared("VACUUM ANALYZE job_queue").await?;
-    let (done, _) = timed_clients(workers, seconds, {
-        let db = db.clone();
-        move |_| {
+    // Each operation reports whether it found a job: only those count.
+    let measured = closed_loop(
+        workers,
+        WARMUP,
+        seconds,
+        |_| std::future::ready(Ok(db.clone())),
+        |db: &mut DatabaseConnection, _| {
             let db = db.clone();
             async move {
-                if let Some(id) = seed_dequeue(&db).await? {
-                    seed_complete(&db, id).await?;
-                }
-                Ok(())
+                let Some(id) = seed_dequeue(&db).await? else {
+                    return Ok(false);
+                };
+                seed_complete(&db, id).await?;
+                Ok(true)
             }
-        }
-    })
+        },
+    )
     .await?;
+    let done = measured.results.iter().filter(|&&did| did).count() as u64;
     Ok(Record::new("queue", "claim_complete", "seed", workers)
         .rate(done, seconds)
         .with("jobs", done))

@@ -7,15 +7,15 @@
 //! the iterative scan) once per connection, so its queries carry no settings at all. pgstack
 //! sets them per statement, inside the statement.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pgstack::vector::{BuildOptions, Collection, Filter, Record, Search, Strategy};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 
 use crate::db::{bench_vec128, bench_vec1536};
+use crate::load::{BoxError, WARMUP, closed_loop};
 use crate::report::Record as Line;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Categories per row: `category < 10` selects 10% of the rows.
 const CATEGORIES: i64 = 100;
@@ -315,27 +315,19 @@ async fn measure(
     duration: Duration,
     warm_up: bool,
 ) -> Result<(u64, Vec<Duration>, usize), BoxError> {
-    let warmup = if warm_up {
-        Duration::from_millis(300)
-    } else {
-        Duration::ZERO
-    };
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let db = db.clone();
-        let queries = queries.to_vec();
-        let truth = truth.to_vec();
-        let collection = data.collection;
-        let (table, dims) = (data.table, data.dims);
-        tasks.push(tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut found = 0usize;
-            let mut n = c * 37;
-            while start.elapsed() < warmup + duration {
-                let i = n % queries.len();
-                n += 1;
-                let t = Instant::now();
+    let warmup = if warm_up { WARMUP } else { Duration::ZERO };
+    let (queries, truth) = (Arc::new(queries.to_vec()), Arc::new(truth.to_vec()));
+    let collection = data.collection;
+    let (table, dims) = (data.table, data.dims);
+    let measured = closed_loop(
+        clients,
+        warmup,
+        duration,
+        |_| std::future::ready(Ok(db.clone())),
+        move |db: &mut DatabaseConnection, n| {
+            let (db, queries, truth) = (db.clone(), queries.clone(), truth.clone());
+            async move {
+                let i = n as usize % queries.len();
                 let ids: Vec<i64> = if is_raw {
                     let statement = raw_statement(table, dims, &queries[i], filter);
                     let rows = db.query_all_raw(statement).await?;
@@ -346,20 +338,14 @@ async fn measure(
                     let hits = collection.search(&db, &search(&queries[i], filter)).await?;
                     hits.iter().filter_map(|h| h.item.id.as_i64()).collect()
                 };
-                if start.elapsed() >= warmup {
-                    samples.push(t.elapsed());
-                    found += ids.iter().filter(|id| truth[i].contains(id)).count();
-                }
+                Ok(ids.iter().filter(|id| truth[i].contains(id)).count())
             }
-            Ok::<_, BoxError>((samples, found))
-        }));
-    }
-    let mut all = Vec::new();
-    let mut found = 0;
-    for task in tasks {
-        let (samples, f) = task.await??;
-        all.extend(samples);
-        found += f;
-    }
-    Ok((all.len() as u64, all, found))
+        },
+    )
+    .await?;
+    Ok((
+        measured.ops(),
+        measured.latencies,
+        measured.results.iter().sum(),
+    ))
 }

@@ -6,10 +6,8 @@
 -- future. A row with a NULL value is a placeholder holding a get_or_compute
 -- lease (lease_until). $n::bigint TTLs are milliseconds, NULL for no expiry.
 --
--- Key lists are read as `= ANY((SELECT $1::text[])::text[])`: given the array
--- itself, PostgreSQL sizes the lookup exactly and so re-plans every execution
--- (planning took twice as long as the lookup); behind the sub-select the size
--- is unknown at planning, and the cached generic plan serves every batch.
+-- Key lists sit behind a sub-select so the cached generic plan serves every
+-- batch (see "Arrays behind sub-selects" in pgstack/src/sql.rs).
 
 -- name: CacheGet
 SELECT value

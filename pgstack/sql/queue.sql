@@ -12,9 +12,8 @@
 -- an empty unique key means none, and has_run_at says whether run_at is set.
 --
 -- The small, frequent batches (complete, retry, kill, extend, release) read their
--- arrays as `unnest((SELECT $1::bigint[]), ...)`: given the arrays themselves,
--- PostgreSQL sizes the join exactly and re-plans every execution; behind a
--- sub-select the size is unknown at planning and the cached generic plan serves.
+-- arrays behind sub-selects so the cached generic plan serves every batch (see
+-- "Arrays behind sub-selects" in pgstack/src/sql.rs).
 
 -- name: QueueEnqueue
 INSERT INTO {table} (kind, payload, priority, visible_at, max_attempts, unique_key)

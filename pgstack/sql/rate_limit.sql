@@ -91,9 +91,8 @@ SELECT {now_us},
 -- Batched checks (`check_many` and the coalescing `CheckBatcher`): the same
 -- admission per key, for many distinct keys in one statement. $1 holds the keys,
 -- sorted, so two batches lock their rows in the same order and cannot deadlock,
--- and $2 each key's cost. The arrays sit behind sub-selects: given the arrays
--- themselves PostgreSQL sizes `unnest` exactly and re-plans every execution
--- (0.1 ms); this way the cached generic plan serves every batch. Each key's cost
+-- and $2 each key's cost, behind sub-selects so the cached generic plan serves
+-- every batch (see "Arrays behind sub-selects" in pgstack/src/sql.rs). Each key's cost
 -- travels in its inserted row (`excluded`), so every key is judged exactly as its
 -- own single-key statement would judge it. Rows come back as
 -- `key, now, admitted_state, current_state...`.

@@ -3,6 +3,15 @@
 //! A file holds statements headed `-- name: NounVerb`. Per-facility files use `{table}` (and a
 //! few other documented placeholders) where a checked identifier goes; values are always `$n`
 //! parameters. Placeholders are filled once per facility handle, never per call.
+//!
+//! **Arrays behind sub-selects.** A statement that takes a batch as an array parameter reads
+//! it as `(SELECT $1::text[])` (in `unnest(...)`, or `= ANY((SELECT $1::text[])::text[])`).
+//! Given the array itself, PostgreSQL sizes the batch exactly when planning, so a fresh
+//! ("custom") plan always looks cheaper than the cached generic one and every execution is
+//! planned again: for a small batched read, planning took twice as long as the read. Behind a
+//! sub-select the size is unknown at planning time, both plans cost the same, and after five
+//! executions the cached generic plan serves every batch. Large batch inserts, where planning
+//! is noise, pass arrays directly.
 
 use std::collections::BTreeMap;
 
