@@ -310,6 +310,21 @@ fn check_catches_drift_in_every_generated_file() {
         "{}",
         run.stderr
     );
+    // The help names what fixes it: restoring the file, not `generate` (which has nothing to
+    // write and would say so).
+    assert!(
+        run.stderr
+            .contains("help: restore the migration files from version control")
+            && run.stderr.contains("git checkout -- ")
+            && run.stderr.contains("pgstack_0001_initial.up.sql"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("help: run `pgstack-gen generate"),
+        "{}",
+        run.stderr
+    );
     let run = cli(&[
         "migrate",
         "--spec",

@@ -107,6 +107,18 @@ async fn a_failed_migration_leaves_the_database_as_it_was() {
         "{}",
         run.stderr
     );
+    // It names the file, the line the failing statement starts on in it, and the statement;
+    // not the "at line N" of PostgreSQL's C source that sqlx appends.
+    let file = "migration/sql/pgstack_0002_update_cache_entries_profiles.up.sql";
+    let sql = std::fs::read_to_string(dir.join(file)).unwrap();
+    let line = 1 + sql
+        .lines()
+        .position(|l| l.starts_with("CREATE UNIQUE INDEX"))
+        .expect("the migration creates the unique index");
+    let expected = format!("{file}:{line}: `CREATE UNIQUE INDEX");
+    assert!(run.stderr.contains(&expected), "{expected}\n{}", run.stderr);
+    assert!(run.stderr.contains("SQLSTATE 23505"), "{}", run.stderr);
+    assert!(!run.stderr.contains(" at line "), "{}", run.stderr);
     // The table the same migration created first is not there; nothing was recorded.
     assert_eq!(
         db.column("SELECT to_regclass('cache_entries')::text").await,
@@ -202,5 +214,31 @@ async fn the_generated_sea_orm_crate_agrees_with_pgstack_gen_migrate() {
         db.column("SELECT count(*)::text FROM seaql_migrations")
             .await,
         [recorded.to_string()]
+    );
+}
+
+/// A syntax error points at the line PostgreSQL points at, inside a multi-line statement,
+/// counted in the migration file.
+#[tokio::test]
+async fn a_syntax_error_names_its_own_line() {
+    let db = TestDb::new().await;
+    let sql = "-- header\nCREATE TABLE ok (x int);\n\nCREATE TABLE broken (\n    x int,\n    y int int\n);\n";
+    let migration = pgstack::migrate::SqlMigration {
+        name: "m1".into(),
+        file: "sql/m1.up.sql".into(),
+        up_sql: sql.into(),
+    };
+    let err = pgstack::migrate::apply(&db.conn, &[migration])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sql/m1.up.sql:6: `CREATE TABLE broken (`: syntax error"),
+        "{err}"
+    );
+    assert_eq!(
+        db.column("SELECT to_regclass('ok')::text").await,
+        ["NULL"],
+        "rolled back"
     );
 }

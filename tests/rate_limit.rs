@@ -171,9 +171,22 @@ async fn costs_peeks_resets_and_headers() {
             limiter.check_cost(db, "c", 2).await.unwrap().allowed,
             "{name}"
         );
-        // More than the limit can never pass.
-        assert!(
-            !limiter.check_cost(db, "big", 11).await.unwrap().allowed,
+        // More than the capacity can never pass: refused, not "retry after" a time at which
+        // it would still not pass.
+        for cost in [11, 1000, u64::MAX] {
+            let err = limiter.check_cost(db, "big", cost).await.unwrap_err();
+            assert!(
+                matches!(err, pgstack::Error::InvalidArgument { .. })
+                    && err
+                        .to_string()
+                        .contains(&format!("a cost of {cost} can never pass"))
+                    && err.to_string().contains("between 1 and 10"),
+                "{name}: {err}"
+            );
+        }
+        assert_eq!(
+            limiter.peek(db, "big").await.unwrap().remaining,
+            10,
             "{name}"
         );
         limiter.reset(db, "c").await.unwrap();
@@ -247,7 +260,7 @@ async fn batched_checks_judge_each_key_as_a_single_check_would() {
     for (name, limiter) in hour_limiters() {
         // The same rounds of requests, one key at a time ("s:") and batched ("m:").
         let rounds: [&[(&str, u64)]; 4] = [
-            &[("a", 4), ("b", 3), ("c", 11)],
+            &[("a", 4), ("b", 3), ("c", 9)],
             &[("a", 4), ("b", 3)],
             &[("c", 10), ("a", 4), ("b", 3)],
             &[("b", 1), ("a", 2)],
@@ -286,6 +299,12 @@ async fn batched_checks_judge_each_key_as_a_single_check_would() {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"x\" appears twice"), "{err}");
+        let err = limiter
+            .check_many(db, &[("x", 1), ("y", 11)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a cost of 11 can never pass"), "{name}: {err}");
         let err = limiter
             .check_many(db, &[("x", 0)])
             .await
@@ -358,5 +377,84 @@ async fn batched_checks_keep_a_generic_plan() {
             "{name}: generic {generic}, custom {custom}"
         );
         txn.rollback().await.unwrap();
+    }
+}
+
+/// The database clock, in microseconds since the epoch (the limiters' own clock).
+async fn db_now_us(db: &sea_orm::DatabaseConnection) -> i64 {
+    use sea_orm::ConnectionTrait;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT (extract(epoch FROM statement_timestamp()) * 1000000)::bigint",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index(0).unwrap()
+}
+
+/// 32 connections hammer one key of each fast limiter (5 per 500ms) across many window
+/// boundaries; every admission is counted and compared with the algorithm's bound over the
+/// span of database time in which all checks ran. `PGSTACK_RATE_SOAK_SECONDS` lengthens it
+/// (the suite runs 3 seconds per algorithm).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_connections_never_pass_the_bound_across_windows() {
+    let t = TestDb::migrated_with_pool(34).await;
+    let seconds: u64 = std::env::var("PGSTACK_RATE_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    for (name, limiter) in [
+        ("gcra", &fast_gcra::LIMITER),
+        ("fixed_window", &fast_fixed::LIMITER),
+        ("sliding_window", &fast_sliding::LIMITER),
+        ("token_bucket", &fast_bucket::LIMITER),
+    ] {
+        let def = limiter.def();
+        let period_us = def.period_ms as i64 * 1000;
+        let start = db_now_us(&t.conn).await;
+        let until = std::time::Instant::now() + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let db = t.conn.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut passed, mut checks) = (0u64, 0u64);
+                while std::time::Instant::now() < until {
+                    checks += 1;
+                    if limiter.check(&db, "soak").await.unwrap().allowed {
+                        passed += 1;
+                    }
+                }
+                (passed, checks)
+            }));
+        }
+        let (mut passed, mut checks) = (0, 0);
+        for task in tasks {
+            let (p, c) = task.await.unwrap();
+            passed += p;
+            checks += c;
+        }
+        let end = db_now_us(&t.conn).await;
+        let span = end - start;
+        let limit = def.limit as i64;
+        let bound = match name {
+            // Every check's window starts between `start`'s and `end`'s.
+            "fixed_window" => limit * (end / period_us - start / period_us + 1),
+            // Any `period` holds at most `limit`; `span / period + 1` periods cover the run.
+            "sliding_window" => limit * (span / period_us + 1),
+            // A full bucket, then one per emission interval.
+            _ => def.burst.unwrap_or(def.limit) as i64 + span * limit / period_us,
+        } as u64;
+        assert!(
+            passed <= bound,
+            "{name}: {passed} of {checks} checks passed in {span}us; at most {bound} may"
+        );
+        // Contention did not starve the limiter either: most windows admitted something.
+        assert!(
+            passed * 2 >= bound,
+            "{name}: only {passed} of a possible {bound} passed in {checks} checks"
+        );
+        eprintln!("{name}: {passed} passed of {checks} checks, bound {bound}, {span}us");
     }
 }

@@ -865,15 +865,37 @@ async fn derived_types_read_and_write_their_collection() {
     let hits = Article::search(&db.conn, &Search::new(e.embed_text("typed search")).k(2))
         .await
         .unwrap();
-    assert_eq!(hits[0].item.id, 2);
-    assert!(
-        hits[0].item.embedding.is_empty(),
-        "search results carry no embedding unless asked"
-    );
+    // `embedding: Vec<f32>` is required: a typed hit always carries it, never an empty one.
+    assert_eq!(hits[0].item, article(2, "typed search"));
     let hybrid = Article::hybrid(&db.conn, &Hybrid::new("garden", e.embed_text("garden")))
         .await
         .unwrap();
-    assert_eq!(hybrid[0].item.title, "garden");
+    assert_eq!(hybrid[0].item, article(3, "garden"));
+    // Untyped hits say "not selected" with `None`.
+    let raw = articles::COLLECTION
+        .search(&db.conn, &Search::new(e.embed_text("garden")).k(1))
+        .await
+        .unwrap();
+    assert_eq!(raw[0].item.embedding, None);
+    let raw = articles::COLLECTION
+        .hybrid(
+            &db.conn,
+            &Hybrid::new("garden", e.embed_text("garden")).with_embeddings(true),
+        )
+        .await
+        .unwrap();
+    assert!(raw[0].item.embedding.is_some());
+    // A row not embedded yet cannot be read into a required embedding field.
+    articles::COLLECTION
+        .upsert(&db.conn, &Record::new(9).field("title", "pending"))
+        .await
+        .unwrap();
+    let err = Article::get(&db.conn, 9).await.unwrap_err().to_string();
+    assert!(
+        err.contains("has no embedding yet") && err.contains("Option<Vec<f32>>"),
+        "{err}"
+    );
+    articles::COLLECTION.delete(&db.conn, 9).await.unwrap();
     assert!(Article::delete(&db.conn, 3).await.unwrap());
     // The derive's handle and the generated one are the same table.
     assert_eq!(articles::COLLECTION.count(&db.conn).await.unwrap(), 2);
@@ -890,6 +912,24 @@ async fn derived_types_read_and_write_their_collection() {
         .unwrap()
         .unwrap();
     assert_eq!(got, doc);
+    // An `Option` embedding is selected only when asked for.
+    let embedded = TenantDoc {
+        id: "b".into(),
+        embedding: Some(e.embed_text("ready")[..16].to_vec()),
+        tenant_id: 9,
+        title: Some("ready".into()),
+    };
+    embedded.upsert(&db.conn).await.unwrap();
+    let query = Search::new(embedded.embedding.clone().unwrap())
+        .tenant(9)
+        .k(1);
+    let plain = TenantDoc::search(&db.conn, &query).await.unwrap();
+    assert_eq!(plain[0].item.id, "b");
+    assert_eq!(plain[0].item.embedding, None);
+    let full = TenantDoc::search(&db.conn, &query.with_embeddings(true))
+        .await
+        .unwrap();
+    assert_eq!(full[0].item, embedded);
 }
 
 #[tokio::test]

@@ -182,6 +182,7 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
     let mut assertions = Vec::new();
     let mut to_record = Vec::new();
     let mut from_record = Vec::new();
+    let mut required = quote!(false);
     let collection_name = &v.name;
     for (field, role) in &roles {
         let Some(ident) = &field.ident else { continue };
@@ -219,6 +220,16 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
                 // Spanned on the type, so a type that is no embedding is reported there.
                 to_record.push(quote_spanned! {ty.span()=> record.embedding = #check::to_embedding::<#ty>(&self.#ident); });
                 from_record.push(quote_spanned! {ty.span()=> #ident: #check::from_embedding::<#ty>(record.embedding.take(), #collection_name)?, });
+                // Syntactic: an `Option<_>` field may lack an embedding; any other type is
+                // required, so typed searches select it (an alias of `Option` only costs
+                // fetching embeddings it could have skipped).
+                let optional = matches!(ty, syn::Type::Path(p)
+                    if p.path.segments.last().is_some_and(|s| s.ident == "Option"));
+                required = if optional {
+                    quote!(false)
+                } else {
+                    quote!(true)
+                };
             }
             Role::Field(name) => {
                 let Some(declared) = v.field(name) else {
@@ -269,6 +280,10 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
                     ::core::result::Result::Ok(Self {
                         #(#from_record)*
                     })
+                }
+
+                fn embedding_required() -> bool {
+                    #required
                 }
             }
         };

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::GenError;
-use crate::project::Project;
+use crate::project::{Fix, Project};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -186,11 +186,30 @@ fn check(spec: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Ge
             writeln!(err, "{diff}")?;
         }
     }
-    writeln!(
-        err,
-        "help: run `pgstack-gen generate --spec {}` and commit the result",
-        spec.display()
-    )?;
+    let fixes = |fix: Fix| problems.iter().any(|p| p.fix == fix);
+    if fixes(Fix::RestoreMigration) {
+        let files: Vec<String> = problems
+            .iter()
+            .filter(|p| p.fix == Fix::RestoreMigration)
+            .filter_map(|p| p.file.as_deref())
+            .map(|rel| show(&project, rel))
+            .collect();
+        writeln!(
+            err,
+            "help: restore the migration files from version control (`git checkout -- {}`); \
+             `generate` never rewrites a migration. To change the schema, edit {} and run \
+             `pgstack-gen generate`, which adds a new migration",
+            files.join(" "),
+            spec.display()
+        )?;
+    }
+    if fixes(Fix::Generate) {
+        writeln!(
+            err,
+            "help: run `pgstack-gen generate --spec {}` and commit the result",
+            spec.display()
+        )?;
+    }
     Ok(FAILURE)
 }
 

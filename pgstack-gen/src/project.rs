@@ -44,6 +44,20 @@ pub struct Mismatch {
     pub message: String,
     /// A unified diff, when a file's contents differ.
     pub diff: Option<String>,
+    /// What fixes it.
+    pub fix: Fix,
+    /// The file concerned, relative to the spec's folder, when there is one.
+    pub file: Option<String>,
+}
+
+/// What fixes a [`Mismatch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fix {
+    /// `pgstack-gen generate` writes what is missing or out of date.
+    Generate,
+    /// A committed migration file was edited or deleted: only restoring it helps (`generate`
+    /// never rewrites a migration).
+    RestoreMigration,
 }
 
 impl Project {
@@ -226,6 +240,8 @@ impl Project {
                     changes.join("\n")
                 ),
                 diff: None,
+                fix: Fix::Generate,
+                file: None,
             });
         }
         if let Some(state) = &self.state {
@@ -236,16 +252,19 @@ impl Project {
                         None => problems.push(Mismatch {
                             message: format!("`{rel}` is missing"),
                             diff: None,
+                            fix: Fix::RestoreMigration,
+                            file: Some(rel.clone()),
                         }),
                         Some(text) if &checksum(&text) != recorded => problems.push(Mismatch {
                             message: format!(
                                 "`{rel}` was changed after it was generated (checksum {} \
-                                 recorded, {} found); applied migrations must never change: \
-                                 restore it from version control",
+                                 recorded, {} found); applied migrations must never change",
                                 recorded,
                                 checksum(&text)
                             ),
                             diff: None,
+                            fix: Fix::RestoreMigration,
+                            file: Some(rel.clone()),
                         }),
                         Some(_) => {}
                     }
@@ -260,10 +279,14 @@ impl Project {
                 None => problems.push(Mismatch {
                     message: format!("`{}` is missing", file.path),
                     diff: None,
+                    fix: Fix::Generate,
+                    file: Some(file.path.clone()),
                 }),
                 Some(existing) if existing != file.contents => problems.push(Mismatch {
                     message: format!("`{}` is out of date", file.path),
                     diff: Some(unified_diff(&file.path, &existing, &file.contents)),
+                    fix: Fix::Generate,
+                    file: Some(file.path.clone()),
                 }),
                 Some(_) => {}
             }
@@ -272,6 +295,8 @@ impl Project {
             problems.push(Mismatch {
                 message: format!("`{rel}` was generated for a facility no longer in the spec"),
                 diff: None,
+                fix: Fix::Generate,
+                file: Some(rel.clone()),
             });
         }
         Ok(problems)
@@ -301,6 +326,13 @@ impl Project {
                 }
                 Ok(SqlMigration {
                     name: migration.name.clone(),
+                    file: {
+                        let path = self.root.join(&rel);
+                        path.strip_prefix("./")
+                            .unwrap_or(&path)
+                            .display()
+                            .to_string()
+                    },
                     up_sql: sql,
                 })
             })

@@ -28,6 +28,7 @@ pub use duration::SpecDuration;
 pub use error::{SpecError, SpecErrors, line_column};
 pub use model::*;
 pub use parse::{DOCUMENT_COLUMNS, VECTOR_COLUMNS, queue_tables};
+pub use reader::{did_you_mean, suggest};
 
 use std::path::Path;
 

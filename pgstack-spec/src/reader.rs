@@ -44,8 +44,9 @@ impl<'a, 'i> Table<'a, 'i> {
                 cx.error(
                     &key.span(),
                     format!(
-                        "unknown key `{}` in {context}; allowed keys: {}",
+                        "unknown key `{}` in {context}{}; allowed keys: {}",
                         key.get_ref(),
+                        did_you_mean(key.get_ref(), allowed),
                         list(allowed)
                     ),
                 );
@@ -227,6 +228,23 @@ pub(crate) fn type_name(value: &Value<'_>) -> &'static str {
     }
 }
 
+/// The allowed word nearest `word`, if it is near enough to be what was meant.
+/// Near enough: at most one edit (a transposition counts as one) per three characters of the
+/// allowed word, and always one.
+pub fn suggest<'a>(word: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    allowed
+        .iter()
+        .map(|candidate| (strsim::damerau_levenshtein(word, candidate), *candidate))
+        .filter(|(edits, candidate)| *edits <= (candidate.len() / 3).max(1))
+        .min_by_key(|(edits, _)| *edits)
+        .map(|(_, candidate)| candidate)
+}
+
+/// " (did you mean `backoff`?)" when some allowed word is near `word`, else nothing.
+pub fn did_you_mean(word: &str, allowed: &[&str]) -> String {
+    suggest(word, allowed).map_or(String::new(), |s| format!(" (did you mean `{s}`?)"))
+}
+
 /// "`a`, `b` or `c`".
 pub(crate) fn list(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
@@ -242,5 +260,24 @@ fn help_suffix(help: &str) -> String {
         String::new()
     } else {
         format!("; {help}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_typos_and_nothing_else() {
+        let queue = ["name", "visibility_timeout", "backoff", "unique", "notify"];
+        assert_eq!(suggest("bakoff", &queue), Some("backoff"));
+        assert_eq!(suggest("uniq", &queue), Some("unique"));
+        assert_eq!(
+            suggest("visibilty_timeout", &queue),
+            Some("visibility_timeout")
+        );
+        assert_eq!(suggest("kye", &["cache", "key", "ttl"]), Some("key"));
+        assert_eq!(suggest("colour", &queue), None);
+        assert_eq!(did_you_mean("colour", &queue), "");
     }
 }

@@ -49,20 +49,25 @@ LEFT JOIN {table} AS r ON r.key = $1
 
 -- name: RateFixedWindow
 -- A counter per epoch-aligned window of $2 microseconds; at most $3 per window.
+-- The row's window only moves forward: a check that waited for the row lock while
+-- a later check opened the next window (its statement_timestamp() is older than
+-- the row's window_start) is counted in that newer window. Moving the window back
+-- would reset the count and admit more than $3 in one window.
 WITH admitted AS (
     INSERT INTO {table} AS r (key, window_start, count)
     SELECT $1, {now_us} - {now_us} % $2, $4
     WHERE $4 <= $3
     ON CONFLICT (key) DO UPDATE
-        SET count = CASE WHEN r.window_start = excluded.window_start
+        SET count = CASE WHEN excluded.window_start <= r.window_start
                          THEN r.count + $4 ELSE $4 END,
-            window_start = excluded.window_start
-        WHERE (CASE WHEN r.window_start = excluded.window_start
+            window_start = greatest(r.window_start, excluded.window_start)
+        WHERE (CASE WHEN excluded.window_start <= r.window_start
                     THEN r.count + $4 ELSE $4 END) <= $3
-    RETURNING count
+    RETURNING count, window_start
 )
 SELECT {now_us},
        (SELECT count FROM admitted) AS admitted_count,
+       (SELECT window_start FROM admitted) AS admitted_window,
        r.window_start,
        r.count
 FROM (SELECT 1) AS one
@@ -71,16 +76,24 @@ LEFT JOIN {table} AS r ON r.key = $1
 -- name: RateSlidingWindow
 -- The times of the requests admitted in the last $2 microseconds: exact over
 -- any window, at the cost of one array element per request (limit <= 10000).
+-- A key's clock never runs backwards: a check that waited for the row lock
+-- behind a later one (its statement_timestamp() is older than the newest hit,
+-- the array's last element) is judged and recorded at that newest hit's time.
+-- Judged at its own older time, it would count hits a later check had already
+-- pruned, and could pass the limit.
 WITH admitted AS (
     INSERT INTO {table} AS r (key, hits)
     SELECT $1, array_fill({now_us}, ARRAY[$4::int])
     WHERE $4 <= $3
     ON CONFLICT (key) DO UPDATE
         SET hits = ARRAY(SELECT h FROM unnest(r.hits) AS h
-                         WHERE h > excluded.hits[1] - $2 ORDER BY h)
-                   || excluded.hits
+                         WHERE h > greatest(excluded.hits[1], r.hits[cardinality(r.hits)]) - $2
+                         ORDER BY h)
+                   || array_fill(greatest(excluded.hits[1], r.hits[cardinality(r.hits)]),
+                                 ARRAY[$4::int])
         WHERE cardinality(ARRAY(SELECT h FROM unnest(r.hits) AS h
-                                WHERE h > excluded.hits[1] - $2)) + $4 <= $3
+                                WHERE h > greatest(excluded.hits[1], r.hits[cardinality(r.hits)]) - $2))
+              + $4 <= $3
     RETURNING hits
 )
 SELECT {now_us},
@@ -146,7 +159,8 @@ LEFT JOIN admitted AS a ON a.key = req.key
 LEFT JOIN {table} AS r ON a.key IS NULL AND r.key = req.key
 
 -- name: RateFixedWindowMany
--- $2 = cost per key (excluded.count), $3 = limit, $4 = window length.
+-- $2 = cost per key (excluded.count), $3 = limit, $4 = window length; the window
+-- only moves forward, as in RateFixedWindow.
 WITH req AS MATERIALIZED (
     SELECT key, cost FROM unnest((SELECT $1::text[]), (SELECT $2::bigint[])) AS req(key, cost)
 ),
@@ -156,20 +170,22 @@ admitted AS (
     FROM req
     WHERE req.cost <= $3
     ON CONFLICT (key) DO UPDATE
-        SET count = CASE WHEN r.window_start = excluded.window_start
+        SET count = CASE WHEN excluded.window_start <= r.window_start
                          THEN r.count + excluded.count ELSE excluded.count END,
-            window_start = excluded.window_start
-        WHERE (CASE WHEN r.window_start = excluded.window_start
+            window_start = greatest(r.window_start, excluded.window_start)
+        WHERE (CASE WHEN excluded.window_start <= r.window_start
                     THEN r.count + excluded.count ELSE excluded.count END) <= $3
-    RETURNING key, count
+    RETURNING key, count, window_start
 )
-SELECT req.key, {now_us}, a.count AS admitted_count, r.window_start, r.count
+SELECT req.key, {now_us}, a.count AS admitted_count, a.window_start AS admitted_window,
+       r.window_start, r.count
 FROM req
 LEFT JOIN admitted AS a ON a.key = req.key
 LEFT JOIN {table} AS r ON a.key IS NULL AND r.key = req.key
 
 -- name: RateSlidingWindowMany
--- $2 = cost per key (the length of excluded.hits), $3 = limit, $4 = period.
+-- $2 = cost per key (the length of excluded.hits), $3 = limit, $4 = period; a
+-- key's clock never runs backwards, as in RateSlidingWindow.
 WITH req AS MATERIALIZED (
     SELECT key, cost FROM unnest((SELECT $1::text[]), (SELECT $2::bigint[])) AS req(key, cost)
 ),
@@ -180,10 +196,12 @@ admitted AS (
     WHERE req.cost <= $3
     ON CONFLICT (key) DO UPDATE
         SET hits = ARRAY(SELECT h FROM unnest(r.hits) AS h
-                         WHERE h > excluded.hits[1] - $4 ORDER BY h)
-                   || excluded.hits
+                         WHERE h > greatest(excluded.hits[1], r.hits[cardinality(r.hits)]) - $4
+                         ORDER BY h)
+                   || array_fill(greatest(excluded.hits[1], r.hits[cardinality(r.hits)]),
+                                 ARRAY[cardinality(excluded.hits)])
         WHERE cardinality(ARRAY(SELECT h FROM unnest(r.hits) AS h
-                                WHERE h > excluded.hits[1] - $4))
+                                WHERE h > greatest(excluded.hits[1], r.hits[cardinality(r.hits)]) - $4))
               + cardinality(excluded.hits) <= $3
     RETURNING key, hits
 )

@@ -45,6 +45,7 @@ use crate::error::{DbContext, Error, Result};
 use crate::ident::TableName;
 use crate::kv::{ValueKind, prefix_upper_bound};
 use crate::sql::{SqlFile, stmt};
+use crate::{json, limits};
 
 /// What the generator knows about a `[[cache]]` facility.
 #[derive(Clone, Copy, Debug)]
@@ -182,8 +183,8 @@ impl CacheSql {
     }
 }
 
-/// The most keys one statement takes.
-pub const MAX_BATCH: usize = 10_000;
+/// The most keys one statement takes ([`limits::MAX_BATCH`]).
+pub const MAX_BATCH: usize = limits::MAX_BATCH;
 
 /// A `[[cache]]`. JSON caches use `get`/`set`; `value = "bytea"` caches the `*_bytes` methods.
 pub struct Cache {
@@ -274,31 +275,25 @@ impl Cache {
     /// Milliseconds for the `$n::bigint` TTL parameter (NULL: never expires).
     fn ttl(&self, expiry: Expiry) -> Result<Value> {
         let ms = match expiry {
-            Expiry::Default => self.def.default_ttl_ms,
-            Expiry::After(d) => {
-                let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-                if ms == 0 {
-                    return Err(
-                        self.invalid(format!("a time to live must be at least 1ms, found {d:?}"))
-                    );
-                }
-                Some(ms)
-            }
+            Expiry::Default => self
+                .def
+                .default_ttl_ms
+                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+            Expiry::After(d) => Some(limits::millis(
+                self.name(),
+                "a time to live",
+                d,
+                Duration::from_millis(1),
+            )?),
             Expiry::Never => None,
         };
-        Ok(Value::BigInt(
-            ms.map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
-        ))
+        Ok(Value::BigInt(ms))
     }
 
     fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Value> {
         self.expect_kind(ValueKind::Jsonb)?;
-        let json = serde_json::to_value(value).map_err(|source| Error::Json {
-            facility: self.name().to_string(),
-            direction: "encode",
-            what: format!("for key `{key}`"),
-            source,
-        })?;
+        let json = json::to_json(value)
+            .map_err(|e| e.into_error(self.name(), &format!("for key `{key}`")))?;
         Ok(Value::Json(Some(Box::new(json))))
     }
 
@@ -362,12 +357,7 @@ impl Cache {
         db: &C,
         keys: &[&str],
     ) -> Result<HashMap<String, QueryResult>> {
-        if keys.len() > MAX_BATCH {
-            return Err(self.invalid(format!(
-                "at most {MAX_BATCH} keys per call, found {}",
-                keys.len()
-            )));
-        }
+        limits::batch(self.name(), "keys", keys.len())?;
         for key in keys {
             self.check_key(key)?;
         }
@@ -478,12 +468,7 @@ impl Cache {
         entries: &[(K, T)],
         expiry: Expiry,
     ) -> Result<()> {
-        if entries.len() > MAX_BATCH {
-            return Err(self.invalid(format!(
-                "at most {MAX_BATCH} entries per call, found {}",
-                entries.len()
-            )));
-        }
+        limits::batch(self.name(), "entries", entries.len())?;
         let mut last: HashMap<&str, &T> = HashMap::with_capacity(entries.len());
         for (key, value) in entries {
             self.check_key(key.as_ref())?;
@@ -623,7 +608,10 @@ impl Cache {
                     || text.contains("invalid input syntax")
                     || text.contains("out of range")
                 {
-                    self.invalid(format!("the value at `{key}` is not an integer: {text}"))
+                    self.invalid(format!(
+                        "the value at `{key}` is not an integer, or adding {delta} to it leaves \
+                         bigint's range: {text}"
+                    ))
                 } else {
                     Error::Database {
                         facility: self.name().to_string(),
@@ -661,9 +649,12 @@ impl Cache {
         self.expect_kind(ValueKind::Jsonb)?;
         self.check_key(key)?;
         let sql = self.sql()?;
-        let lease = i64::try_from(options.lease.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(1);
+        let lease = limits::millis(
+            self.name(),
+            "a compute lease",
+            options.lease,
+            Duration::from_millis(1),
+        )?;
         let mut pause = Duration::from_millis(2);
         let mut waited = false;
         let mut compute = Some(compute);

@@ -36,6 +36,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{DbContext, Error, Result};
 use crate::ident::{Ident, TableName};
 use crate::sql::{SqlFile, stmt};
+use crate::{json, limits};
 
 /// A declared field as the runtime needs it.
 #[derive(Clone, Copy, Debug)]
@@ -111,7 +112,7 @@ pub struct DocPage<T> {
 }
 
 /// The most documents one page may ask for.
-pub const MAX_PAGE: u32 = 10_000;
+pub const MAX_PAGE: u32 = limits::MAX_BATCH as u32;
 
 struct DocSql {
     insert: String,
@@ -190,12 +191,7 @@ impl DocumentStore {
     }
 
     fn encode<T: Serialize + ?Sized>(&self, value: &T, what: &str) -> Result<Value> {
-        let json = serde_json::to_value(value).map_err(|source| Error::Json {
-            facility: self.facility().to_string(),
-            direction: "encode",
-            what: what.to_string(),
-            source,
-        })?;
+        let json = json::to_json(value).map_err(|e| e.into_error(self.facility(), what))?;
         Ok(Value::Json(Some(Box::new(json))))
     }
 

@@ -7,7 +7,7 @@ use sea_orm::DbErr;
 #[non_exhaustive]
 pub enum Error {
     /// The database refused or failed the statement.
-    #[error("database error in `{facility}`: {source}")]
+    #[error("database error in `{facility}`: {}", describe(source))]
     Database {
         facility: String,
         #[source]
@@ -54,12 +54,8 @@ pub enum Error {
         help: &'static str,
     },
     /// A migration could not be applied; nothing from this run was kept.
-    #[error("migration `{name}` failed and was rolled back: {source}")]
-    Migration {
-        name: String,
-        #[source]
-        source: DbErr,
-    },
+    #[error(transparent)]
+    Migration(Box<MigrationError>),
     /// A `get_or_compute` computation failed; nothing was stored.
     #[error("computing `{key}` for `{facility}` failed: {source}")]
     Compute {
@@ -74,6 +70,25 @@ pub enum Error {
     /// An argument the caller passed is out of range.
     #[error("invalid argument for `{facility}`: {message}")]
     InvalidArgument { facility: String, message: String },
+}
+
+/// Which statement of which migration failed, and why; the whole run was rolled back.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "migration `{name}` failed and was rolled back: {file}:{line}: `{statement}`: {}",
+    describe(source)
+)]
+pub struct MigrationError {
+    pub name: String,
+    /// The migration's SQL file, as given to [`crate::migrate::apply`].
+    pub file: String,
+    /// The line in `file` where the failing statement starts (or, for a syntax error, the
+    /// line PostgreSQL points at).
+    pub line: usize,
+    /// The failing statement's first line.
+    pub statement: String,
+    #[source]
+    pub source: DbErr,
 }
 
 /// Short alias used throughout the runtime.
@@ -91,4 +106,38 @@ impl<T> DbContext<T> for std::result::Result<T, DbErr> {
             source,
         })
     }
+}
+
+/// PostgreSQL's own error behind a SeaORM error, when there is one.
+pub(crate) fn pg_error(error: &DbErr) -> Option<&sea_orm::sqlx::postgres::PgDatabaseError> {
+    use sea_orm::sqlx;
+    let sqlx_error = match error {
+        DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))
+        | DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)) => e,
+        _ => return None,
+    };
+    match &**sqlx_error {
+        sqlx::Error::Database(e) => e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>(),
+        _ => None,
+    }
+}
+
+/// A database error as a person reads it: PostgreSQL's message, SQLSTATE, detail and hint.
+/// (sqlx's own text ends in "at line N", the line of PostgreSQL's C source that raised it,
+/// which reads like a line of the caller's SQL.)
+pub(crate) fn describe(error: &DbErr) -> String {
+    let Some(pg) = pg_error(error) else {
+        return error.to_string();
+    };
+    let mut text = format!("{} (SQLSTATE {})", pg.message(), pg.code());
+    if let Some(detail) = pg.detail() {
+        text.push_str("; detail: ");
+        text.push_str(detail);
+    }
+    if let Some(hint) = pg.hint() {
+        text.push_str("; hint: ");
+        text.push_str(hint);
+    }
+    text
 }

@@ -38,6 +38,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{DbContext, Error, Result};
 use crate::ident::TableName;
 use crate::sql::{SqlFile, stmt};
+use crate::{json, limits};
 
 /// The value column type of a store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,8 +86,8 @@ pub struct Page<V> {
     pub next_cursor: Option<String>,
 }
 
-/// The most rows one page of a scan may ask for.
-pub const MAX_PAGE: u32 = 10_000;
+/// The most rows one page of a scan may ask for ([`limits::MAX_BATCH`]).
+pub const MAX_PAGE: u32 = limits::MAX_BATCH as u32;
 
 struct KvSql {
     get: String,
@@ -185,13 +186,12 @@ impl KvCore {
             return Ok(Value::BigInt(None));
         };
         self.require_expiry()?;
-        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        if millis <= 0 {
-            return Err(Error::InvalidArgument {
-                facility: self.facility().to_string(),
-                message: format!("a time to live must be at least 1ms, found {ttl:?}"),
-            });
-        }
+        let millis = limits::millis(
+            self.facility(),
+            "a time to live",
+            ttl,
+            Duration::from_millis(1),
+        )?;
         Ok(Value::BigInt(Some(millis)))
     }
 
@@ -207,6 +207,7 @@ impl KvCore {
         db: &C,
         keys: &[&str],
     ) -> Result<Vec<QueryResult>> {
+        limits::batch(self.facility(), "keys", keys.len())?;
         for key in keys {
             self.check_key(key)?;
         }
@@ -322,6 +323,7 @@ impl KvCore {
         ttl: Option<Duration>,
         array_type: ArrayType,
     ) -> Result<()> {
+        limits::batch(self.facility(), "entries", entries.len())?;
         for (key, _) in &entries {
             self.check_key(key)?;
         }
@@ -507,12 +509,8 @@ impl JsonKv {
     }
 
     fn encode<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<Value> {
-        let json = serde_json::to_value(value).map_err(|source| Error::Json {
-            facility: self.core.facility().to_string(),
-            direction: "encode",
-            what: format!("for key `{key}`"),
-            source,
-        })?;
+        let json = json::to_json(value)
+            .map_err(|e| e.into_error(self.core.facility(), &format!("for key `{key}`")))?;
         Ok(Value::Json(Some(Box::new(json))))
     }
 

@@ -41,6 +41,7 @@ use tokio::sync::oneshot;
 use crate::coalesce::{Answer, Coalescer};
 use crate::error::{DbContext, Error, Result};
 use crate::ident::TableName;
+use crate::limits;
 use crate::sql::{SqlFile, stmt};
 
 /// The algorithm of a limiter, from the spec's `algorithm`.
@@ -112,8 +113,12 @@ impl Decision {
     }
 }
 
-/// The most checks one batched statement takes.
-pub const MAX_CHECKS: usize = 1000;
+/// The most checks one batched statement takes ([`limits::MAX_BATCH`]).
+pub const MAX_CHECKS: usize = limits::MAX_BATCH;
+
+/// The most checks a [`CheckBatcher`] sends in one statement: past a thousand, a batch only
+/// holds its rows' locks longer.
+const BATCHER_CHECKS: usize = 1000;
 
 struct LimitSql {
     check: String,
@@ -215,6 +220,23 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// Refuses a cost the limiter could never admit, even with a full bucket or an empty
+    /// window: no `retry_after` would ever be true for it.
+    fn check_cost_fits(&self, cost: u64) -> Result<()> {
+        let capacity = self.capacity();
+        if cost <= capacity {
+            return Ok(());
+        }
+        let bound = match self.def.algorithm {
+            Algorithm::Gcra | Algorithm::TokenBucket => "its `burst`",
+            Algorithm::FixedWindow | Algorithm::SlidingWindow => "its `limit` per window",
+        };
+        Err(self.invalid(format!(
+            "a cost of {cost} can never pass: this limiter admits at most {capacity} at once \
+             ({bound}); pass a cost between 1 and {capacity}, or raise it in pgstack.toml"
+        )))
+    }
+
     fn invalid(&self, message: String) -> Error {
         Error::InvalidArgument {
             facility: self.name().to_string(),
@@ -238,6 +260,7 @@ impl RateLimiter {
         if cost == 0 {
             return self.peek(db, key).await;
         }
+        self.check_cost_fits(cost)?;
         let sql = self.sql()?;
         let cost_i = i64::try_from(cost).unwrap_or(i64::MAX);
         let capacity = self.capacity();
@@ -285,12 +308,7 @@ impl RateLimiter {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
-        if requests.len() > MAX_CHECKS {
-            return Err(self.invalid(format!(
-                "at most {MAX_CHECKS} checks per statement, found {}; split the list",
-                requests.len()
-            )));
-        }
+        limits::batch(self.name(), "checks", requests.len())?;
         for (key, cost) in requests {
             self.check_key(key)?;
             if *cost == 0 {
@@ -298,6 +316,7 @@ impl RateLimiter {
                     "key {key:?} has cost 0; use `peek` to look without consuming"
                 )));
             }
+            self.check_cost_fits(*cost)?;
         }
         // Sorted keys: concurrent batches lock their rows in one order.
         let mut sorted: Vec<(&str, u64)> = requests.to_vec();
@@ -369,7 +388,7 @@ impl RateLimiter {
         CheckBatcher {
             limiter: self,
             db: db.clone(),
-            requests: Coalescer::spawn(statements, MAX_CHECKS, |_| CheckLoop {
+            requests: Coalescer::spawn(statements, BATCHER_CHECKS, |_| CheckLoop {
                 limiter: self,
                 db: db.clone(),
             }),
@@ -497,19 +516,24 @@ impl RateLimiter {
             }
             Algorithm::FixedWindow => {
                 let window_us = self.period_us().max(1);
-                let start = now - now.rem_euclid(window_us);
-                let admitted: Option<i64> = if is_check {
-                    row.try_get_by_index(base + 1).in_facility(f)?
+                // Check rows: now, admitted count, admitted window, stored window and count.
+                let (admitted, admitted_window, stored_at) = if is_check {
+                    let count: Option<i64> = row.try_get_by_index(base + 1).in_facility(f)?;
+                    let window: Option<i64> = row.try_get_by_index(base + 2).in_facility(f)?;
+                    (count, window, base + 3)
                 } else {
-                    None
+                    (None, None, base + 1)
                 };
-                let stored_start: Option<i64> =
-                    row.try_get_by_index(base + 1 + offset).in_facility(f)?;
+                let stored_start: Option<i64> = row.try_get_by_index(stored_at).in_facility(f)?;
                 let stored_count: Option<i64> =
-                    row.try_get_by_index(base + 2 + offset).in_facility(f)?;
+                    row.try_get_by_index(stored_at + 1).in_facility(f)?;
+                // The window this request counts in: a check admitted while it waited for the
+                // row lock may have been counted in the window a later check opened.
+                let own = now - now.rem_euclid(window_us);
+                let start = admitted_window.or(stored_start).map_or(own, |s| s.max(own));
                 let used = match (admitted, stored_start, stored_count) {
                     (Some(count), _, _) => count,
-                    (None, Some(s), Some(count)) if s == start => count,
+                    (None, Some(s), Some(count)) if s >= own => count,
                     _ => 0,
                 };
                 let limit = i64::try_from(self.def.limit).unwrap_or(i64::MAX);
@@ -606,11 +630,12 @@ impl CheckBatcher {
 
     /// As [`RateLimiter::check_cost`]; a cost of 0 is a [`RateLimiter::peek`], sent alone.
     pub async fn check_cost(&self, key: &str, cost: u64) -> Result<Decision> {
-        // Checked here so that one bad key cannot fail the batch it would have joined.
+        // Checked here so that one bad request cannot fail the batch it would have joined.
         self.limiter.check_key(key)?;
         if cost == 0 {
             return self.limiter.peek(&self.db, key).await;
         }
+        self.limiter.check_cost_fits(cost)?;
         let (reply, answer) = oneshot::channel();
         let request = CheckRequest {
             key: key.to_string(),

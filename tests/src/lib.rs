@@ -62,6 +62,11 @@ pub struct TestDb {
 impl TestDb {
     /// An empty database.
     pub async fn new() -> TestDb {
+        TestDb::with_pool(20).await
+    }
+
+    /// An empty database, reached through a pool of `connections`.
+    pub async fn with_pool(connections: u32) -> TestDb {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("pgstack_t_{}_{n}", std::process::id());
         let admin = connect(&admin_url(), 1).await;
@@ -75,13 +80,18 @@ impl TestDb {
             .expect("create the test database");
         admin.close().await.ok();
         let url = url_for(&name);
-        let conn = connect(&url, 20).await;
+        let conn = connect(&url, connections).await;
         TestDb { name, url, conn }
     }
 
     /// A database with the fixture spec's migrations applied (`tests/pgstack.toml`).
     pub async fn migrated() -> TestDb {
-        let db = TestDb::new().await;
+        TestDb::migrated_with_pool(20).await
+    }
+
+    /// [`TestDb::migrated`], reached through a pool of `connections`.
+    pub async fn migrated_with_pool(connections: u32) -> TestDb {
+        let db = TestDb::with_pool(connections).await;
         let project = pgstack_gen::project::Project::open(&fixture_spec()).expect("fixture spec");
         let migrations = project.migrations().expect("fixture migrations");
         pgstack::migrate::apply(&db.conn, &migrations)

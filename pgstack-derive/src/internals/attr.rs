@@ -39,7 +39,10 @@ pub fn entries(cx: &mut Ctxt, attrs: &[Attribute], allowed: &[&str], what: &str)
                     .join(", ");
                 cx.error_at(
                     span,
-                    format!("unknown `{key}` in #[pgstack(...)] on {what}; expected one of {list}"),
+                    format!(
+                        "unknown `{key}` in #[pgstack(...)] on {what}{}; expected one of {list}",
+                        pgstack_spec::did_you_mean(&key, allowed)
+                    ),
                 );
             } else if out.iter().any(|e| e.key == key) {
                 cx.error_at(span, format!("`{key}` is given twice"));

@@ -36,7 +36,7 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 use serde::Serialize;
@@ -49,6 +49,7 @@ use crate::error::{DbContext, Error, Result};
 use crate::ident::{Ident, TableName};
 use crate::kv::ValueKind;
 use crate::sql::{SqlFile, stmt};
+use crate::{json, limits};
 
 /// How long a failed job waits before its next attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,12 +202,8 @@ pub struct NewJob {
 impl NewJob {
     /// A JSON job of `kind`.
     pub fn json<T: Serialize + ?Sized>(kind: &str, payload: &T) -> Result<NewJob> {
-        let json = serde_json::to_value(payload).map_err(|source| Error::Json {
-            facility: String::new(),
-            direction: "encode",
-            what: format!("payload of a `{kind}` job"),
-            source,
-        })?;
+        let json = json::to_json(payload)
+            .map_err(|e| e.into_error("", &format!("of a `{kind}` job's payload")))?;
         Ok(NewJob {
             kind: kind.to_string(),
             payload: Payload::Json(json),
@@ -321,8 +318,12 @@ pub struct QueueMetrics {
     pub cap: u64,
 }
 
-/// The largest batch any one statement takes.
-pub const MAX_BATCH: usize = 10_000;
+/// The largest batch any one statement takes ([`limits::MAX_BATCH`]).
+pub const MAX_BATCH: usize = limits::MAX_BATCH;
+
+/// The years PostgreSQL's `timestamptz` can hold (4713 BC is year -4712).
+const MIN_RUN_AT: i32 = -4712;
+const MAX_RUN_AT: i32 = 294_275;
 
 struct QueueSql {
     enqueue: String,
@@ -471,9 +472,22 @@ impl Queue {
         }
     }
 
+    /// A page size between 1 and [`MAX_BATCH`].
+    fn page(&self, limit: u32) -> Result<i64> {
+        if limit == 0 || limit as usize > MAX_BATCH {
+            return Err(self.invalid(format!(
+                "a page holds 1 to {MAX_BATCH} jobs, asked for {limit}"
+            )));
+        }
+        Ok(i64::from(limit))
+    }
+
     fn encode(&self, payload: &Payload) -> Result<Value> {
         match (payload, self.def.payload) {
             (Payload::Json(json), ValueKind::Jsonb) => {
+                // Checked before the clone: cloning a too-deep value overflows the stack.
+                json::check_depth(json)
+                    .map_err(|e| e.into_error(self.name(), "of a job's payload"))?;
                 Ok(Value::Json(Some(Box::new(json.clone()))))
             }
             (Payload::Bytes(bytes), ValueKind::Bytea) => Ok(Value::Bytes(Some(bytes.clone()))),
@@ -528,6 +542,17 @@ impl Queue {
             Some(key) => key.clone(),
             None => String::new(),
         };
+        if let Some(delay) = options.delay {
+            limits::millis(self.name(), "a delay", delay, Duration::ZERO)?;
+        }
+        if let Some(at) = options.run_at
+            && !(MIN_RUN_AT..=MAX_RUN_AT).contains(&at.year())
+        {
+            return Err(self.invalid(format!(
+                "run_at {at} is outside PostgreSQL's timestamps; use a year between \
+                 {MIN_RUN_AT} and {MAX_RUN_AT}"
+            )));
+        }
         let max_attempts = options.max_attempts.unwrap_or(self.def.max_attempts);
         if max_attempts == 0 || max_attempts > 1000 {
             return Err(self.invalid(format!(
@@ -545,12 +570,8 @@ impl Queue {
         payload: &T,
         options: &EnqueueOptions,
     ) -> Result<Enqueued> {
-        let json = serde_json::to_value(payload).map_err(|source| Error::Json {
-            facility: self.name().to_string(),
-            direction: "encode",
-            what: format!("payload of a `{kind}` job"),
-            source,
-        })?;
+        let json = json::to_json(payload)
+            .map_err(|e| e.into_error(self.name(), &format!("of a `{kind}` job's payload")))?;
         self.enqueue_payload(db, kind, &Payload::Json(json), options)
             .await
     }
@@ -565,6 +586,7 @@ impl Queue {
     ) -> Result<Enqueued> {
         let (priority, max_attempts, unique_key) = self.check_options(kind, options)?;
         let payload = self.encode(payload)?;
+        // Checked by `check_options`: at most 100 years.
         let delay = options.delay.map(millis).unwrap_or(0);
         let values = vec![
             kind.into(),
@@ -603,12 +625,7 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        if jobs.len() > MAX_BATCH {
-            return Err(self.invalid(format!(
-                "a batch holds at most {MAX_BATCH} jobs, found {}",
-                jobs.len()
-            )));
-        }
+        limits::batch(self.name(), "jobs", jobs.len())?;
         // Within one statement ON CONFLICT may touch a row once: send each key once.
         let mut first_of_key: HashMap<&str, usize> = HashMap::new();
         let mut sent: Vec<usize> = Vec::with_capacity(jobs.len());
@@ -717,11 +734,12 @@ impl Queue {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let limit = limit.min(MAX_BATCH) as i64;
+        limits::batch(self.name(), "jobs", limit)?;
+        let lease = limits::millis(self.name(), "a lease", lease, Duration::from_millis(1))?;
         let rows = db
             .query_all_raw(stmt(
                 &self.sql()?.claim,
-                vec![limit.into(), millis(lease).into()],
+                vec![(limit as i64).into(), lease.into()],
             ))
             .await
             .in_facility(self.name())?;
@@ -747,11 +765,12 @@ impl Queue {
         Ok(jobs)
     }
 
-    fn tokens(jobs: &[JobToken]) -> (Value, Value) {
-        (
+    fn tokens(&self, jobs: &[JobToken]) -> Result<(Value, Value)> {
+        limits::batch(self.name(), "jobs", jobs.len())?;
+        Ok((
             array(ArrayType::BigInt, jobs.iter().map(|j| j.id).collect()),
             array(ArrayType::Int, jobs.iter().map(|j| j.attempt).collect()),
-        )
+        ))
     }
 
     async fn ids<C: ConnectionTrait>(
@@ -779,7 +798,7 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let (ids, attempts) = Self::tokens(jobs);
+        let (ids, attempts) = self.tokens(jobs)?;
         self.ids(db, &self.sql()?.complete, vec![ids, attempts])
             .await
     }
@@ -791,6 +810,7 @@ impl Queue {
         db: &C,
         failures: &[Failure],
     ) -> Result<FailReport> {
+        limits::batch(self.name(), "failures", failures.len())?;
         let mut retry = Vec::new();
         let mut kill = Vec::new();
         for failure in failures {
@@ -855,8 +875,13 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let (ids, attempts) = Self::tokens(jobs);
-        let lease = millis(lease.unwrap_or(self.def.visibility_timeout()));
+        let (ids, attempts) = self.tokens(jobs)?;
+        let lease = limits::millis(
+            self.name(),
+            "a lease",
+            lease.unwrap_or(self.def.visibility_timeout()),
+            Duration::from_millis(1),
+        )?;
         self.ids(db, &self.sql()?.extend, vec![ids, attempts, lease.into()])
             .await
     }
@@ -867,7 +892,7 @@ impl Queue {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let (ids, attempts) = Self::tokens(jobs);
+        let (ids, attempts) = self.tokens(jobs)?;
         let released = self
             .ids(db, &self.sql()?.release, vec![ids, attempts])
             .await?;
@@ -941,7 +966,7 @@ impl Queue {
         limit: u32,
     ) -> Result<Vec<DeadJob>> {
         let sql = self.dead_sql(&self.sql()?.dead_list)?;
-        let limit = i64::from(limit.clamp(1, MAX_BATCH as u32));
+        let limit = self.page(limit)?;
         let rows = db
             .query_all_raw(stmt(sql, vec![after.unwrap_or(0).into(), limit.into()]))
             .await
@@ -972,6 +997,7 @@ impl Queue {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        limits::batch(self.name(), "ids", ids.len())?;
         self.ids(db, sql, vec![array(ArrayType::BigInt, ids.to_vec())])
             .await
     }
@@ -979,13 +1005,7 @@ impl Queue {
     /// Redrives up to `limit` dead jobs, oldest first.
     pub async fn redrive_all<C: ConnectionTrait>(&self, db: &C, limit: u32) -> Result<Vec<i64>> {
         let sql = self.dead_sql(&self.sql()?.dead_ids)?;
-        let ids = self
-            .ids(
-                db,
-                sql,
-                vec![i64::from(limit.clamp(1, MAX_BATCH as u32)).into()],
-            )
-            .await?;
+        let ids = self.ids(db, sql, vec![self.page(limit)?.into()]).await?;
         self.redrive(db, &ids).await
     }
 

@@ -320,6 +320,17 @@ impl Worker {
         if self.handlers.is_empty() {
             problems.push("no handlers registered; add one with `handle` or `handle_raw`".into());
         }
+        for (what, n) in [
+            ("concurrency", self.config.concurrency),
+            ("batch", self.config.batch),
+        ] {
+            if n > super::MAX_BATCH {
+                problems.push(format!(
+                    "{what} {n} is above {} (`pgstack::limits::MAX_BATCH`)",
+                    super::MAX_BATCH
+                ));
+            }
+        }
         if !problems.is_empty() {
             return Err(Error::InvalidArgument {
                 facility: self.queue.def().table.to_string(),
@@ -402,14 +413,15 @@ impl WorkerHandle {
     pub async fn shutdown(self, grace: Duration) -> WorkerStats {
         let _ = self.stop_claiming.send(true);
         let _ = self.claimer.await;
-        let deadline = Instant::now() + grace;
+        // `Duration::MAX` means "wait for every job": a deadline that never comes.
+        let deadline = Instant::now().checked_add(grace);
         loop {
             let idle = self.shared.idle.notified();
             if self.shared.inflight().is_empty() {
                 break;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|left| left.is_zero()) {
                 for job in self.shared.inflight().values() {
                     job.abort.abort();
                 }
@@ -420,7 +432,12 @@ impl WorkerHandle {
                 }
                 break;
             }
-            let _ = tokio::time::timeout(left, idle).await;
+            match left {
+                Some(left) => {
+                    let _ = tokio::time::timeout(left, idle).await;
+                }
+                None => idle.await,
+            }
         }
         // Every job task has sent its outcome and dropped its sender; the completer drains them.
         let _ = self.completer.await;

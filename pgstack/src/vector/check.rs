@@ -80,12 +80,8 @@ pub fn to_json<T: Serialize + ?Sized>(
     collection: &str,
     field: &str,
 ) -> Result<serde_json::Value> {
-    serde_json::to_value(value).map_err(|source| Error::Json {
-        facility: collection.to_string(),
-        direction: "encode",
-        what: format!("field `{field}`"),
-        source,
-    })
+    crate::json::to_json(value)
+        .map_err(|e| e.into_error(collection, &format!("of field `{field}`")))
 }
 
 pub fn from_json<T: DeserializeOwned>(

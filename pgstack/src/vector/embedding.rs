@@ -284,8 +284,16 @@ fn short(text: &str) -> String {
 pub trait EmbeddingField: Sized {
     /// The embedding to store; `None` leaves the column NULL (to be filled later).
     fn to_embedding(&self) -> Option<Embedding>;
-    /// Rebuilds the field; `None` when the row has no embedding or it was not selected.
+    /// Rebuilds the field; `None` when the row has no embedding (yet).
     fn from_embedding(embedding: Option<Embedding>) -> Result<Self, String>;
+}
+
+/// The error for a row without an embedding read into a required field.
+fn missing(rust_type: &str) -> String {
+    format!(
+        "the row has no embedding yet (it was written without one); declare the field \
+         `Option<{rust_type}>` to read such rows"
+    )
 }
 
 impl EmbeddingField for Vec<f32> {
@@ -294,7 +302,7 @@ impl EmbeddingField for Vec<f32> {
     }
     fn from_embedding(embedding: Option<Embedding>) -> Result<Self, String> {
         match embedding {
-            None => Ok(Vec::new()),
+            None => Err(missing("Vec<f32>")),
             Some(Embedding::Dense(v)) => Ok(v),
             Some(other) => Err(format!(
                 "expected a dense embedding, found {}",
@@ -310,7 +318,7 @@ impl EmbeddingField for Vec<bool> {
     }
     fn from_embedding(embedding: Option<Embedding>) -> Result<Self, String> {
         match embedding {
-            None => Ok(Vec::new()),
+            None => Err(missing("Vec<bool>")),
             Some(Embedding::Bits(v)) => Ok(v),
             Some(other) => Err(format!("expected a bit embedding, found {}", other.kind())),
         }
@@ -323,11 +331,7 @@ impl EmbeddingField for SparseVector {
     }
     fn from_embedding(embedding: Option<Embedding>) -> Result<Self, String> {
         match embedding {
-            None => Ok(SparseVector {
-                dimensions: 0,
-                indices: Vec::new(),
-                values: Vec::new(),
-            }),
+            None => Err(missing("SparseVector")),
             Some(Embedding::Sparse(v)) => Ok(v),
             Some(other) => Err(format!(
                 "expected a sparse embedding, found {}",

@@ -136,9 +136,12 @@ impl FieldKind {
     /// Converts a JSON value to a bound parameter of this type, or says why it cannot.
     fn bind(self, value: &serde_json::Value) -> std::result::Result<Value, String> {
         use serde_json::Value as J;
-        let wrong = || format!("expected {}, found `{value}`", self.describe());
+        let wrong = || format!("expected {}, found {}", self.describe(), shown(value));
         Ok(match (self, value) {
-            (FieldKind::Jsonb, v) => Value::Json(Some(Box::new(v.clone()))),
+            (FieldKind::Jsonb, v) => {
+                crate::json::check_depth(v).map_err(|e| e.to_string())?;
+                Value::Json(Some(Box::new(v.clone())))
+            }
             (_, J::Null) => return Err(format!("expected {}, found null", self.describe())),
             (FieldKind::Text, J::String(s)) => Value::String(Some(s.clone())),
             (FieldKind::Bigint, J::Number(n)) => Value::BigInt(Some(n.as_i64().ok_or_else(wrong)?)),
@@ -261,6 +264,27 @@ impl CollectionDef {
     }
 }
 
+/// A value for an error message: scalars as they are, containers by kind (printing a
+/// container recurses, and a too-deep one would overflow the stack).
+fn shown(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Array(_) | serde_json::Value::Object(_) => json_kind(value).to_string(),
+        scalar => format!("`{scalar}`"),
+    }
+}
+
+/// What kind of JSON value `value` is, without printing it.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 /// A typed handle on a declared field, for filters: `fields::TENANT_ID.eq(7)`.
 pub struct Field<V> {
     name: &'static str,
@@ -287,30 +311,42 @@ impl<V: serde::Serialize> Field<V> {
         self.name
     }
 
-    fn json(value: impl Into<V>) -> serde_json::Value {
-        serde_json::to_value(value.into()).unwrap_or(serde_json::Value::Null)
+    /// One comparison with `value`; a value that cannot become JSON makes a filter the search
+    /// refuses, naming why.
+    fn compare(&self, make: fn(&str, serde_json::Value) -> Filter, value: impl Into<V>) -> Filter {
+        match crate::json::to_json(&value.into()) {
+            Ok(json) => make(self.name, json),
+            Err(e) => Filter::invalid(self.name, e.to_string()),
+        }
     }
 
     pub fn eq(&self, value: impl Into<V>) -> Filter {
-        Filter::eq(self.name, Self::json(value))
+        self.compare(Filter::eq, value)
     }
     pub fn ne(&self, value: impl Into<V>) -> Filter {
-        Filter::ne(self.name, Self::json(value))
+        self.compare(Filter::ne, value)
     }
     pub fn lt(&self, value: impl Into<V>) -> Filter {
-        Filter::lt(self.name, Self::json(value))
+        self.compare(Filter::lt, value)
     }
     pub fn le(&self, value: impl Into<V>) -> Filter {
-        Filter::le(self.name, Self::json(value))
+        self.compare(Filter::le, value)
     }
     pub fn gt(&self, value: impl Into<V>) -> Filter {
-        Filter::gt(self.name, Self::json(value))
+        self.compare(Filter::gt, value)
     }
     pub fn ge(&self, value: impl Into<V>) -> Filter {
-        Filter::ge(self.name, Self::json(value))
+        self.compare(Filter::ge, value)
     }
     pub fn one_of<I: IntoIterator<Item = V>>(&self, values: I) -> Filter {
-        Filter::one_of(self.name, values.into_iter().map(Self::json))
+        let values: std::result::Result<Vec<_>, _> = values
+            .into_iter()
+            .map(|v| crate::json::to_json(&v))
+            .collect();
+        match values {
+            Ok(values) => Filter::one_of(self.name, values),
+            Err(e) => Filter::invalid(self.name, e.to_string()),
+        }
     }
     pub fn is_null(&self) -> Filter {
         Filter::is_null(self.name)
@@ -398,9 +434,15 @@ pub trait Embedded: Sized + Send + Sync + 'static {
     /// The row this value is written as.
     fn to_record(&self) -> Result<Record>;
 
-    /// The value a row reads as. Fields not selected (the embedding, unless asked for) take
-    /// their empty value.
+    /// The value a row reads as. A row without an embedding reads as `None` into an
+    /// `Option` embedding field and is an error for a required one.
     fn from_record(record: Record) -> Result<Self>;
+
+    /// Whether the type's embedding field is required (not an `Option`): then every search
+    /// selects the embedding, so a hit always carries it. The derive implements this.
+    fn embedding_required() -> bool {
+        false
+    }
 
     /// Inserts or replaces this row.
     fn upsert<'a, C: ConnectionTrait>(
@@ -462,8 +504,9 @@ pub trait Embedded: Sized + Send + Sync + 'static {
         search: &'a Search,
     ) -> impl Future<Output = Result<Vec<Hit<Self>>>> + Send + 'a {
         async move {
+            let embeddings = search.with_embeddings || Self::embedding_required();
             Self::collection()
-                .search(db, search)
+                .search_with(db, search, embeddings)
                 .await?
                 .into_iter()
                 .map(|hit| {
@@ -482,8 +525,9 @@ pub trait Embedded: Sized + Send + Sync + 'static {
         hybrid: &'a Hybrid,
     ) -> impl Future<Output = Result<Vec<HybridHit<Self>>>> + Send + 'a {
         async move {
+            let embeddings = hybrid.with_embeddings || Self::embedding_required();
             Self::collection()
-                .hybrid(db, hybrid)
+                .hybrid_with(db, hybrid, embeddings)
                 .await?
                 .into_iter()
                 .map(|hit| {
@@ -698,6 +742,10 @@ impl Collection {
 
     /// The bound parameters locating one row: id, then tenant when partitioned.
     fn key_values(&self, key: &Key) -> Result<Vec<Value>> {
+        for value in std::iter::once(&key.id).chain(key.tenant.as_ref()) {
+            crate::json::check_depth(value)
+                .map_err(|_| self.invalid(crate::json::too_deep("in a key")))?;
+        }
         let id = self
             .def
             .id
@@ -758,6 +806,17 @@ impl Collection {
     /// Checks a record against the declaration and returns it as a `json_to_recordset` object.
     fn encode(&self, record: &Record) -> Result<String> {
         let what = |id: &serde_json::Value| format!("record {id}");
+        // Before anything prints the id: printing a too-deep value recurses.
+        if !matches!(
+            record.id,
+            serde_json::Value::Number(_) | serde_json::Value::String(_)
+        ) {
+            return Err(self.invalid(format!(
+                "a record id must be {}, found {}",
+                self.def.id.describe(),
+                json_kind(&record.id)
+            )));
+        }
         if !self.def.id.accepts(&record.id) || record.id.is_null() {
             return Err(self.invalid(format!(
                 "record id `{}`: expected {}",
@@ -789,12 +848,21 @@ impl Collection {
         row.insert("embedding", &embedding);
         for field in self.def.fields {
             let value = record.fields.get(field.name).unwrap_or(&NULL);
-            if !field.kind.accepts(value) {
-                return Err(self.invalid(format!(
-                    "{} field `{}`: expected {}, found `{value}`",
+            crate::json::check_depth(value).map_err(|_| {
+                self.invalid(format!(
+                    "{} field `{}`: {}",
                     what(&record.id),
                     field.name,
-                    field.kind.describe()
+                    crate::json::too_deep("stored")
+                ))
+            })?;
+            if !field.kind.accepts(value) {
+                return Err(self.invalid(format!(
+                    "{} field `{}`: expected {}, found {}",
+                    what(&record.id),
+                    field.name,
+                    field.kind.describe(),
+                    shown(value)
                 )));
             }
             if value.is_null() && self.def.partition_by == Some(field.name) {
@@ -935,12 +1003,14 @@ impl Collection {
         while let Some(record) = records.next() {
             let record = record?;
             let record = record.borrow();
+            // Encoded (and so checked) before the id and tenant are printed.
+            let row = self.encode(record)?;
             let tenant = self
                 .def
                 .partition_by
                 .and_then(|p| record.fields.get(p))
                 .map(Self::tenant_text);
-            chunk.push((record.id.to_string(), tenant), self.encode(record)?);
+            chunk.push((record.id.to_string(), tenant), row);
             if chunk.rows.len() >= LOAD_CHUNK_ROWS
                 || chunk.bytes >= LOAD_CHUNK_BYTES
                 || records.peek().is_none()

@@ -66,17 +66,36 @@ pub struct Filter {
     field: String,
     op: Op,
     values: Vec<serde_json::Value>,
+    /// Why a typed field's value could not become JSON; reported by the search.
+    invalid: Option<String>,
 }
 
 macro_rules! comparison {
     ($($name:ident => $op:ident),*) => {$(
         pub fn $name(field: &str, value: impl Into<serde_json::Value>) -> Filter {
-            Filter { field: field.to_string(), op: Op::$op, values: vec![value.into()] }
+            Filter::new(field, Op::$op, vec![value.into()])
         }
     )*};
 }
 
 impl Filter {
+    fn new(field: &str, op: Op, values: Vec<serde_json::Value>) -> Filter {
+        Filter {
+            field: field.to_string(),
+            op,
+            values,
+            invalid: None,
+        }
+    }
+
+    /// A filter whose value could not be encoded: the search reports `why`.
+    pub(crate) fn invalid(field: &str, why: String) -> Filter {
+        Filter {
+            invalid: Some(why),
+            ..Filter::new(field, Op::IsNull, Vec::new())
+        }
+    }
+
     comparison!(eq => Eq, ne => Ne, lt => Lt, le => Le, gt => Gt, ge => Ge);
 
     /// The field equals one of `values`.
@@ -84,27 +103,15 @@ impl Filter {
         field: &str,
         values: impl IntoIterator<Item = V>,
     ) -> Filter {
-        Filter {
-            field: field.to_string(),
-            op: Op::In,
-            values: values.into_iter().map(Into::into).collect(),
-        }
+        Filter::new(field, Op::In, values.into_iter().map(Into::into).collect())
     }
 
     pub fn is_null(field: &str) -> Filter {
-        Filter {
-            field: field.to_string(),
-            op: Op::IsNull,
-            values: Vec::new(),
-        }
+        Filter::new(field, Op::IsNull, Vec::new())
     }
 
     pub fn is_not_null(field: &str) -> Filter {
-        Filter {
-            field: field.to_string(),
-            op: Op::IsNotNull,
-            values: Vec::new(),
-        }
+        Filter::new(field, Op::IsNotNull, Vec::new())
     }
 
     pub fn field(&self) -> &str {
@@ -131,7 +138,7 @@ pub struct Search {
     probes: Option<u32>,
     strategy: Strategy,
     exact_below: Option<u32>,
-    with_embeddings: bool,
+    pub(crate) with_embeddings: bool,
     max_distance: Option<f64>,
 }
 
@@ -212,7 +219,9 @@ impl Search {
         self
     }
 
-    /// Return each hit's embedding too (off by default: a 1536-d embedding is 6 KB a row).
+    /// Return each hit's embedding too (off by default for untyped searches: a 1536-d
+    /// embedding is 6 KB a row; a typed search whose embedding field is not an `Option` always
+    /// returns it, so a hit never carries a silently empty embedding).
     pub fn with_embeddings(mut self, yes: bool) -> Search {
         self.with_embeddings = yes;
         self
@@ -245,6 +254,7 @@ pub struct Hybrid {
     semantic_weight: f64,
     keyword_weight: f64,
     ef_search: Option<u32>,
+    pub(crate) with_embeddings: bool,
 }
 
 impl Hybrid {
@@ -262,6 +272,7 @@ impl Hybrid {
             semantic_weight: 1.0,
             keyword_weight: 1.0,
             ef_search: None,
+            with_embeddings: false,
         }
     }
 
@@ -302,6 +313,13 @@ impl Hybrid {
         self.ef_search = Some(ef_search);
         self
     }
+
+    /// Return each hit's embedding too (off by default for untyped searches; a typed search
+    /// whose embedding field is not an `Option` always returns it).
+    pub fn with_embeddings(mut self, yes: bool) -> Hybrid {
+        self.with_embeddings = yes;
+        self
+    }
 }
 
 /// A hybrid result: the fused score and the rank the row had in each list (1 is best).
@@ -334,6 +352,17 @@ enum Plan {
 
 impl Collection {
     /// `WHERE` conditions (joined with AND) for the filters and the tenant, values bound.
+    /// Refuses filter values and a tenant nested too deeply, before anything copies or
+    /// prints them (both recurse).
+    fn check_depths(&self, filters: &[Filter], tenant: Option<&serde_json::Value>) -> Result<()> {
+        let values = filters.iter().flat_map(|f| f.values.iter()).chain(tenant);
+        for value in values {
+            crate::json::check_depth(value)
+                .map_err(|_| self.invalid(crate::json::too_deep("in a filter, tenant or key")))?;
+        }
+        Ok(())
+    }
+
     fn conditions(
         &self,
         filters: &[Filter],
@@ -350,8 +379,19 @@ impl Collection {
                     declared.join(", ")
                 )));
             };
+            if let Some(why) = &filter.invalid {
+                return Err(self.invalid(format!("filter on `{}`: {why}", field.name)));
+            }
             let column = Ident::new(field.name)?;
             let mut bind = |value: &serde_json::Value| -> Result<String> {
+                // Before `bind`, which copies the value.
+                crate::json::check_depth(value).map_err(|_| {
+                    self.invalid(format!(
+                        "filter on `{}`: {}",
+                        field.name,
+                        crate::json::too_deep("compared with")
+                    ))
+                })?;
                 let value = field
                     .kind
                     .bind(value)
@@ -517,13 +557,30 @@ impl Collection {
         Ok(())
     }
 
-    /// The `k` rows nearest the query, closest first.
+    /// The `k` rows nearest the query, closest first. Each hit's `item.embedding` is `None`
+    /// unless the search asked [`Search::with_embeddings`].
     pub async fn search<C: ConnectionTrait>(
         &self,
         db: &C,
         search: &Search,
     ) -> Result<Vec<Hit<Record>>> {
+        self.search_with(db, search, search.with_embeddings).await
+    }
+
+    /// [`Collection::search`], selecting the embeddings when `embeddings` (typed searches whose
+    /// type holds a required embedding always do).
+    pub(crate) async fn search_with<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        search: &Search,
+        embeddings: bool,
+    ) -> Result<Vec<Hit<Record>>> {
         self.check_k(search.k)?;
+        self.check_depths(&search.filters, search.tenant.as_ref())?;
+        if let Query::SimilarTo(key) = &search.query {
+            self.check_depths(&[], Some(&key.id))?;
+            self.check_depths(&[], key.tenant.as_ref())?;
+        }
         let filters = &search.filters;
         let mut tenant = search.tenant.as_ref();
         // similar_to leaves its own row out.
@@ -598,7 +655,7 @@ impl Collection {
         let op = self.def.distance.operator();
         let distance = format!("(\"embedding\" {op} {q})");
         let mut columns = sql.columns.clone();
-        if search.with_embeddings {
+        if embeddings {
             columns.push_str(", \"embedding\"::text AS \"embedding\"");
         }
         let table = &sql.table;
@@ -662,18 +719,29 @@ impl Collection {
         rows.iter()
             .map(|row| {
                 Ok(Hit {
-                    item: self.decode(row, search.with_embeddings)?,
+                    item: self.decode(row, embeddings)?,
                     distance: row.try_get("", "distance").in_facility(self.facility())?,
                 })
             })
             .collect()
     }
 
-    /// Semantic and full-text rankings fused by reciprocal rank fusion, best first.
+    /// Semantic and full-text rankings fused by reciprocal rank fusion, best first. Each hit's
+    /// `item.embedding` is `None` unless the search asked [`Hybrid::with_embeddings`].
     pub async fn hybrid<C: ConnectionTrait>(
         &self,
         db: &C,
         hybrid: &Hybrid,
+    ) -> Result<Vec<HybridHit<Record>>> {
+        self.hybrid_with(db, hybrid, hybrid.with_embeddings).await
+    }
+
+    /// [`Collection::hybrid`], selecting the embeddings when `embeddings`.
+    pub(crate) async fn hybrid_with<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        hybrid: &Hybrid,
+        embeddings: bool,
     ) -> Result<Vec<HybridHit<Record>>> {
         let Some(language) = self.def.full_text else {
             return Err(Error::Unsupported {
@@ -683,6 +751,7 @@ impl Collection {
             });
         };
         self.check_k(hybrid.k)?;
+        self.check_depths(&hybrid.filters, hybrid.tenant.as_ref())?;
         self.check_embedding(&hybrid.embedding, "the query embedding")?;
         let depth = hybrid.depth.unwrap_or((hybrid.k * 4).max(40));
         if depth < hybrid.k || depth > MAX_K {
@@ -742,12 +811,15 @@ impl Collection {
         let ws = params.push(hybrid.semantic_weight.into());
         let wk = params.push(hybrid.keyword_weight.into());
         let k = hybrid.k;
-        let columns = sql
+        let mut columns = sql
             .columns
             .split(", ")
             .map(|c| format!("t.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
+        if embeddings {
+            columns.push_str(", t.\"embedding\"::text AS \"embedding\"");
+        }
         let statement = format!(
             "WITH \"semantic\" AS (\
                 SELECT {key_list}, row_number() OVER (ORDER BY \"distance\" + 0) AS \"rank\" FROM (\
@@ -776,17 +848,19 @@ impl Collection {
             .query_all_raw(stmt(&statement, params.0))
             .await
             .in_facility(self.facility())?;
-        rows.iter().map(|row| self.decode_hybrid(row)).collect()
+        rows.iter()
+            .map(|row| self.decode_hybrid(row, embeddings))
+            .collect()
     }
 
-    fn decode_hybrid(&self, row: &QueryResult) -> Result<HybridHit<Record>> {
+    fn decode_hybrid(&self, row: &QueryResult, embeddings: bool) -> Result<HybridHit<Record>> {
         let f = self.facility();
         let rank = |name: &str| -> Result<Option<u32>> {
             let r: Option<i64> = row.try_get("", name).in_facility(f)?;
             Ok(r.map(|r| r as u32))
         };
         Ok(HybridHit {
-            item: self.decode(row, false)?,
+            item: self.decode(row, embeddings)?,
             score: row.try_get("", "score").in_facility(f)?,
             semantic_rank: rank("semantic_rank")?,
             keyword_rank: rank("keyword_rank")?,
