@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash .ci/setup-postgres.sh
+# PgBouncer (transaction mode, 127.0.0.1:6432) and a hot standby (127.0.0.1:5433), for
+# tests/pooler.rs and tests/replica.rs.
+bash .ci/setup-pgbouncer.sh
+bash .ci/setup-standby.sh
 
 # Snapshot tests fail on a difference instead of writing new snapshots.
 export INSTA_UPDATE=no

@@ -1,4 +1,4 @@
-//! `pgstack-bench FACILITY [--seconds N] [--workers LIST] [--database-url URL]`
+//! `pgstack-bench FACILITY [--seconds N] [--workers LIST] [--database-url URL] [--listen-url URL]`
 //!
 //! Measures pgstack's accessors and, in the same run against the same server, the baselines:
 //! `seed` (the seed article's recipe), `raw_sql` (hand-written SQL through the same driver) and
@@ -39,9 +39,14 @@ struct Args {
     /// Vector only: the datasets to run, by dimensions (128, 1536); default both.
     #[arg(long, value_delimiter = ',')]
     dimensions: Option<Vec<usize>>,
-    /// A server URL whose user may create databases.
+    /// A server URL whose user may create databases (a pooler's works: every case runs
+    /// through it).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Queue only: a URL straight to PostgreSQL for the workers' LISTEN, when
+    /// `--database-url` goes through a transaction pooler (else they poll).
+    #[arg(long)]
+    listen_url: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,7 +101,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     match args.facility {
         Facility::Queue => {
             let workers = args.workers.unwrap_or_else(|| vec![1, 4, 16]);
-            queue::run(&db, seconds, &workers).await?;
+            let listen = args
+                .listen_url
+                .as_deref()
+                .map(|url| replace_database(url, BENCH_DATABASE));
+            queue::run(&db, seconds, &workers, listen.as_deref()).await?;
         }
         Facility::Cache => {
             let workers = args.workers.unwrap_or_else(|| vec![1, 8]);

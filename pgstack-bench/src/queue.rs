@@ -47,6 +47,7 @@ pub async fn run(
     db: &DatabaseConnection,
     seconds: Duration,
     workers: &[usize],
+    listen_url: Option<&str>,
 ) -> Result<(), BoxError> {
     db.execute_unprepared(SEED_SCHEMA).await?;
     let bytes = serde_json::to_vec(&payload(1_000_000))?.len();
@@ -118,13 +119,17 @@ pub async fn run(
 
     for &w in workers {
         reset(db).await?;
-        claim_complete_pgstack(db, w, seconds).await?.print();
+        claim_complete_pgstack(db, w, seconds, listen_url)
+            .await?
+            .print();
         reset(db).await?;
         claim_complete_seed(db, w, seconds).await?.print();
     }
 
     reset(db).await?;
-    enqueue_to_start_pgstack(db, seconds).await?.print();
+    enqueue_to_start_pgstack(db, seconds, listen_url)
+        .await?
+        .print();
     reset(db).await?;
     enqueue_to_start_seed(db, seconds).await?.print();
     reset(db).await?;
@@ -153,17 +158,27 @@ async fn preload_pgstack(db: &DatabaseConnection, jobs: u64) -> Result<(), BoxEr
     Ok(())
 }
 
+/// A worker for the bench queue, listening on `listen_url` when one is given.
+fn bench_worker(db: &DatabaseConnection, listen_url: Option<&str>) -> Worker {
+    let worker = Worker::new(db, &bench_jobs::QUEUE);
+    match listen_url {
+        Some(url) => worker.listen_url(url),
+        None => worker,
+    }
+}
+
 async fn claim_complete_pgstack(
     db: &DatabaseConnection,
     workers: usize,
     seconds: Duration,
+    listen_url: Option<&str>,
 ) -> Result<Record, BoxError> {
     let backlog = 30_000 * seconds.as_secs() + 20_000;
     preload_pgstack(db, backlog).await?;
     let mut handles = Vec::new();
     for _ in 0..workers {
         handles.push(
-            Worker::new(db, &bench_jobs::QUEUE)
+            bench_worker(db, listen_url)
                 .handle_raw("bench", |_job| async { Ok(()) })
                 .start()?,
         );
@@ -303,10 +318,11 @@ async fn collect_latencies(
 async fn enqueue_to_start_pgstack(
     db: &DatabaseConnection,
     seconds: Duration,
+    listen_url: Option<&str>,
 ) -> Result<Record, BoxError> {
     let sent = Arc::new(Mutex::new(HashMap::new()));
     let started = Arc::new(Mutex::new(HashMap::new()));
-    let worker = Worker::new(db, &bench_jobs::QUEUE)
+    let worker = bench_worker(db, listen_url)
         .handle_raw("bench", {
             let started = started.clone();
             move |job| {

@@ -36,6 +36,8 @@ use std::time::Duration;
 
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
+
+use crate::cluster::Route;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
@@ -316,9 +318,10 @@ impl Cache {
         bump(&self.counters.misses, (asked - found) as u64);
     }
 
-    async fn get_row<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<Option<QueryResult>> {
+    async fn get_row<C: Route>(&self, db: &C, key: &str) -> Result<Option<QueryResult>> {
         self.check_key(key)?;
         let row = db
+            .primary()
             .query_one_raw(stmt(&self.sql()?.get, vec![key.into()]))
             .await
             .in_facility(self.name())?;
@@ -327,11 +330,7 @@ impl Cache {
     }
 
     /// The live value at `key` (expired entries are misses).
-    pub async fn get<T: DeserializeOwned, C: ConnectionTrait>(
-        &self,
-        db: &C,
-        key: &str,
-    ) -> Result<Option<T>> {
+    pub async fn get<T: DeserializeOwned, C: Route>(&self, db: &C, key: &str) -> Result<Option<T>> {
         self.expect_kind(ValueKind::Jsonb)?;
         self.get_row(db, key)
             .await?
@@ -340,11 +339,7 @@ impl Cache {
     }
 
     /// The live bytes at `key`.
-    pub async fn get_bytes<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        key: &str,
-    ) -> Result<Option<Vec<u8>>> {
+    pub async fn get_bytes<C: Route>(&self, db: &C, key: &str) -> Result<Option<Vec<u8>>> {
         self.expect_kind(ValueKind::Bytea)?;
         self.get_row(db, key)
             .await?
@@ -352,7 +347,7 @@ impl Cache {
             .transpose()
     }
 
-    async fn get_many_rows<C: ConnectionTrait>(
+    async fn get_many_rows<C: Route>(
         &self,
         db: &C,
         keys: &[&str],
@@ -363,6 +358,7 @@ impl Cache {
         }
         let list: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         let rows = db
+            .primary()
             .query_all_raw(stmt(&self.sql()?.get_many, vec![list.into()]))
             .await
             .in_facility(self.name())?;
@@ -376,7 +372,7 @@ impl Cache {
     }
 
     /// The live values at `keys`, in the same order, in one statement.
-    pub async fn get_many<T: DeserializeOwned, C: ConnectionTrait>(
+    pub async fn get_many<T: DeserializeOwned, C: Route>(
         &self,
         db: &C,
         keys: &[&str],
@@ -389,7 +385,7 @@ impl Cache {
     }
 
     /// The live bytes at `keys`, in the same order, in one statement.
-    pub async fn get_many_bytes<C: ConnectionTrait>(
+    pub async fn get_many_bytes<C: Route>(
         &self,
         db: &C,
         keys: &[&str],
@@ -406,7 +402,7 @@ impl Cache {
             .collect()
     }
 
-    async fn write<C: ConnectionTrait>(
+    async fn write<C: Route>(
         &self,
         db: &C,
         sql: &str,
@@ -414,6 +410,7 @@ impl Cache {
         count: u64,
     ) -> Result<Option<QueryResult>> {
         let row = db
+            .primary()
             .query_one_raw(stmt(sql, values))
             .await
             .in_facility(self.name())?;
@@ -422,7 +419,7 @@ impl Cache {
     }
 
     /// Stores `value` with the spec's default TTL.
-    pub async fn set<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn set<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -432,7 +429,7 @@ impl Cache {
     }
 
     /// Stores `value` with the given expiry.
-    pub async fn set_with<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn set_with<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -446,7 +443,7 @@ impl Cache {
     }
 
     /// Stores bytes with the given expiry.
-    pub async fn set_bytes<C: ConnectionTrait>(
+    pub async fn set_bytes<C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -462,7 +459,7 @@ impl Cache {
 
     /// Stores every pair in one statement (in key order, so concurrent batches cannot
     /// deadlock); a key given twice keeps its last value.
-    pub async fn set_many<K: AsRef<str>, T: Serialize, C: ConnectionTrait>(
+    pub async fn set_many<K: AsRef<str>, T: Serialize, C: Route>(
         &self,
         db: &C,
         entries: &[(K, T)],
@@ -489,14 +486,15 @@ impl Cache {
             Value::Array(ArrayType::Json, Some(Box::new(values))),
             self.ttl(expiry)?,
         ];
-        db.execute_raw(stmt(&self.sql()?.set_many, params))
+        db.primary()
+            .execute_raw(stmt(&self.sql()?.set_many, params))
             .await
             .in_facility(self.name())?;
         self.after_writes(db, n).await
     }
 
     /// Stores `value` only if there is no live entry; `true` when it did.
-    pub async fn set_if_absent<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn set_if_absent<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -512,7 +510,7 @@ impl Cache {
     }
 
     /// Stores `value` only over a live entry; `true` when it did.
-    pub async fn replace<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn replace<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -522,6 +520,7 @@ impl Cache {
         self.check_key(key)?;
         let values = vec![key.into(), self.encode(key, value)?, self.ttl(expiry)?];
         let row = db
+            .primary()
             .query_one_raw(stmt(&self.sql()?.replace, values))
             .await
             .in_facility(self.name())?;
@@ -529,14 +528,10 @@ impl Cache {
     }
 
     /// Sets a live entry's expiry; `false` if there is none.
-    pub async fn touch<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        key: &str,
-        expiry: Expiry,
-    ) -> Result<bool> {
+    pub async fn touch<C: Route>(&self, db: &C, key: &str, expiry: Expiry) -> Result<bool> {
         self.check_key(key)?;
         let row = db
+            .primary()
             .query_one_raw(stmt(
                 &self.sql()?.touch,
                 vec![key.into(), self.ttl(expiry)?],
@@ -547,9 +542,10 @@ impl Cache {
     }
 
     /// Deletes `key`; `true` if a live entry was there.
-    pub async fn delete<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<bool> {
+    pub async fn delete<C: Route>(&self, db: &C, key: &str) -> Result<bool> {
         self.check_key(key)?;
         let row = db
+            .primary()
             .query_one_raw(stmt(&self.sql()?.delete, vec![key.into()]))
             .await
             .in_facility(self.name())?;
@@ -561,7 +557,7 @@ impl Cache {
 
     /// Deletes every entry whose key starts with `prefix` (a range scan on the key), in batches
     /// of 10,000; returns how many.
-    pub async fn delete_prefix<C: ConnectionTrait>(&self, db: &C, prefix: &str) -> Result<u64> {
+    pub async fn delete_prefix<C: Route>(&self, db: &C, prefix: &str) -> Result<u64> {
         if prefix.contains('\0') {
             self.check_key(prefix)?;
         }
@@ -577,6 +573,7 @@ impl Cache {
                 None => stmt(&sql.delete_from, vec![prefix.into(), batch.into()]),
             };
             let deleted = db
+                .primary()
                 .execute_raw(statement)
                 .await
                 .in_facility(self.name())?
@@ -590,7 +587,7 @@ impl Cache {
 
     /// Adds `delta` to the integer at `key` atomically and returns the result; an absent or
     /// expired entry starts at `delta` with `expiry`, a live one keeps its expiry.
-    pub async fn incr<C: ConnectionTrait>(
+    pub async fn incr<C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -600,6 +597,7 @@ impl Cache {
         self.check_key(key)?;
         let values = vec![key.into(), delta.into(), self.ttl(expiry)?];
         let row = db
+            .primary()
             .query_one_raw(stmt(&self.sql()?.incr, values))
             .await
             .map_err(|e| {
@@ -644,7 +642,7 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
-        C: ConnectionTrait,
+        C: Route,
     {
         self.expect_kind(ValueKind::Jsonb)?;
         self.check_key(key)?;
@@ -660,6 +658,7 @@ impl Cache {
         let mut compute = Some(compute);
         loop {
             let row = db
+                .primary()
                 .query_one_raw(stmt(&sql.get_for_compute, vec![key.into()]))
                 .await
                 .in_facility(self.name())?;
@@ -679,6 +678,7 @@ impl Cache {
             };
             if !leased {
                 let won = db
+                    .primary()
                     .query_one_raw(stmt(&sql.lease, vec![key.into(), lease.into()]))
                     .await
                     .in_facility(self.name())?
@@ -693,7 +693,8 @@ impl Cache {
                         }
                         Err(e) => {
                             // Let the next caller try rather than wait out the lease.
-                            db.execute_raw(stmt(&sql.lease_release, vec![key.into()]))
+                            db.primary()
+                                .execute_raw(stmt(&sql.lease_release, vec![key.into()]))
                                 .await
                                 .in_facility(self.name())?;
                             Err(Error::Compute {
@@ -723,8 +724,9 @@ impl Cache {
     /// Deletes up to `batch` expired entries (and abandoned placeholders), skipping rows other
     /// sessions hold; returns how many. Without an index on `expires_at` (which would make
     /// every write non-HOT) this scans until it finds `batch` rows: call it now and then.
-    pub async fn sweep_expired<C: ConnectionTrait>(&self, db: &C, batch: u32) -> Result<u64> {
+    pub async fn sweep_expired<C: Route>(&self, db: &C, batch: u32) -> Result<u64> {
         let result = db
+            .primary()
             .execute_raw(stmt(
                 &self.sql()?.sweep,
                 vec![i64::from(batch.max(1)).into()],
@@ -737,7 +739,7 @@ impl Cache {
     /// Deletes the oldest entries beyond `max_entries` (up to 10,000 a call); returns how many.
     /// Writes call it every `max_entries / 100` writes (at least 16, at most 1,000), so the
     /// bound holds without counting rows on each write.
-    pub async fn evict<C: ConnectionTrait>(&self, db: &C) -> Result<u64> {
+    pub async fn evict<C: Route>(&self, db: &C) -> Result<u64> {
         let Some(max) = self.def.max_entries else {
             return Ok(0);
         };
@@ -746,6 +748,7 @@ impl Cache {
             (MAX_BATCH as i64).into(),
         ];
         let deleted = db
+            .primary()
             .execute_raw(stmt(&self.sql()?.evict, values))
             .await
             .in_facility(self.name())?
@@ -754,7 +757,7 @@ impl Cache {
         Ok(deleted)
     }
 
-    async fn after_writes<C: ConnectionTrait>(&self, db: &C, n: u64) -> Result<()> {
+    async fn after_writes<C: Route>(&self, db: &C, n: u64) -> Result<()> {
         let total = bump(&self.counters.writes, n);
         let Some(max) = self.def.max_entries else {
             return Ok(());
@@ -767,15 +770,18 @@ impl Cache {
     }
 
     /// A reader for many concurrent gets: requests arriving while a statement is in flight are
-    /// answered together by the next one (`key = ANY($1)`), on `connections` dedicated
-    /// connections from `db`'s pool, like Redis pipelining. Must be created in a tokio runtime.
+    /// answered together by the next one (`key = ANY($1)`), like Redis pipelining. It opens
+    /// `connections` connections of its own, with `db`'s settings (never taking them from
+    /// `db`'s pool, so it cannot starve it), opened on first use and closed when the last
+    /// clone of the reader is dropped. Give it the primary: cache tables are UNLOGGED. Must
+    /// be created in a tokio runtime.
     pub fn reader(&'static self, db: &DatabaseConnection, connections: usize) -> CacheReader {
-        let pool = db.get_postgres_connection_pool().clone();
+        let options = (*db.get_postgres_connection_pool().connect_options()).clone();
         CacheReader {
             cache: self,
             requests: Coalescer::spawn(connections, MAX_BATCH, |_| ReadLoop {
                 cache: self,
-                pool: pool.clone(),
+                options: options.clone(),
                 connection: None,
             }),
         }
@@ -806,10 +812,7 @@ pub trait Cached: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn cache_key(&self) -> String;
 
     /// Stores this value under its key.
-    fn store<'a, C: ConnectionTrait>(
-        &'a self,
-        db: &'a C,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
+    fn store<'a, C: Route>(&'a self, db: &'a C) -> impl Future<Output = Result<()>> + Send + 'a {
         async move {
             Self::cache()
                 .set_with(db, &self.cache_key(), self, Self::EXPIRY)
@@ -818,7 +821,7 @@ pub trait Cached: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 
     /// The live value whose key field is `id`.
-    fn load<'a, C: ConnectionTrait>(
+    fn load<'a, C: Route>(
         db: &'a C,
         id: &'a str,
     ) -> impl Future<Output = Result<Option<Self>>> + Send + 'a {
@@ -826,7 +829,7 @@ pub trait Cached: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 
     /// Deletes the value whose key field is `id`; `true` if a live one was there.
-    fn forget<'a, C: ConnectionTrait>(
+    fn forget<'a, C: Route>(
         db: &'a C,
         id: &'a str,
     ) -> impl Future<Output = Result<bool>> + Send + 'a {
@@ -840,7 +843,7 @@ pub trait Cached: Serialize + DeserializeOwned + Send + Sync + 'static {
         compute: F,
     ) -> impl Future<Output = Result<Self>> + Send + 'a
     where
-        C: ConnectionTrait,
+        C: Route,
         F: FnOnce() -> Fut + Send + 'a,
         Fut: Future<Output = std::result::Result<Self, E>> + Send + 'a,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'a,
@@ -918,8 +921,8 @@ impl CacheReader {
 /// One of a reader's loops: its own connection, one `= ANY` statement per batch.
 struct ReadLoop {
     cache: &'static Cache,
-    pool: sea_orm::sqlx::PgPool,
-    connection: Option<sea_orm::sqlx::pool::PoolConnection<sea_orm::sqlx::Postgres>>,
+    options: sea_orm::sqlx::postgres::PgConnectOptions,
+    connection: Option<sea_orm::sqlx::PgConnection>,
 }
 
 impl ReadLoop {
@@ -931,10 +934,14 @@ impl ReadLoop {
         let conn = match &mut self.connection {
             Some(conn) => conn,
             none => none.insert(
-                self.pool
-                    .acquire()
+                <sqlx::PgConnection as sqlx::Connection>::connect_with(&self.options)
                     .await
-                    .map_err(|e| cache.invalid(format!("cannot get a connection: {e}")))?,
+                    .map_err(|e| Error::Database {
+                        facility: cache.name().to_string(),
+                        source: sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+                            "the cache reader cannot open its connection: {e}"
+                        ))),
+                    })?,
             ),
         };
         let db_error = |e: sqlx::Error| Error::Database {
@@ -947,7 +954,7 @@ impl ReadLoop {
                 let rows: Vec<(String, String)> =
                     sqlx::query_as(sqlx::AssertSqlSafe(sql.get_many_text.as_str()))
                         .bind(keys)
-                        .fetch_all(&mut **conn)
+                        .fetch_all(&mut *conn)
                         .await
                         .map_err(db_error)?;
                 rows.into_iter()
@@ -958,7 +965,7 @@ impl ReadLoop {
                 let rows: Vec<(String, Vec<u8>)> =
                     sqlx::query_as(sqlx::AssertSqlSafe(sql.get_many.as_str()))
                         .bind(keys)
-                        .fetch_all(&mut **conn)
+                        .fetch_all(&mut *conn)
                         .await
                         .map_err(db_error)?;
                 rows.into_iter()
@@ -1007,7 +1014,10 @@ impl Answer for ReadLoop {
                 self.connection = None;
                 let message = e.to_string();
                 for reply in waiting.into_values().flatten() {
-                    let _ = reply.send(Err(self.cache.invalid(message.clone())));
+                    let _ = reply.send(Err(Error::Database {
+                        facility: self.cache.name().to_string(),
+                        source: sea_orm::DbErr::Custom(message.clone()),
+                    }));
                 }
             }
         }

@@ -30,6 +30,8 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, SqlErr, Value};
+
+use crate::cluster::Route;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -282,13 +284,14 @@ impl DocumentStore {
     }
 
     /// Stores a new document; returns its id and version 1.
-    pub async fn insert<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn insert<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         doc: &T,
     ) -> Result<DocMeta> {
         let value = self.encode_doc(doc, "for insert")?;
         let row = db
+            .write()
             .query_one_raw(stmt(&self.sql()?.insert, vec![value]))
             .await
             .map_err(|e| self.write_error(e))?;
@@ -308,12 +311,13 @@ impl DocumentStore {
     }
 
     /// The document with `id`, if any.
-    pub async fn get<T: DeserializeOwned, C: ConnectionTrait>(
+    pub async fn get<T: DeserializeOwned, C: Route>(
         &self,
         db: &C,
         id: i64,
     ) -> Result<Option<Doc<T>>> {
         let row = db
+            .read()
             .query_one_raw(stmt(&self.sql()?.get, vec![id.into()]))
             .await
             .in_facility(self.facility())?;
@@ -322,7 +326,7 @@ impl DocumentStore {
 
     /// Replaces the document if its version is still `expected_version`; returns the new
     /// version, or [`Error::Conflict`] with the version found.
-    pub async fn replace<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn replace<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         id: i64,
@@ -331,6 +335,7 @@ impl DocumentStore {
     ) -> Result<i64> {
         let value = self.encode_doc(doc, &format!("for document {id}"))?;
         let row = db
+            .write()
             .query_one_raw(stmt(
                 &self.sql()?.replace,
                 vec![id.into(), value, expected_version.into()],
@@ -345,7 +350,19 @@ impl DocumentStore {
             ),
             None => (None, None),
         };
-        new_version.ok_or_else(|| Error::Conflict {
+        if let Some(version) = new_version {
+            return Ok(version);
+        }
+        let mut current = current;
+        if current == Some(expected_version) {
+            // The statement waited for a concurrent writer's row lock and then found the row
+            // changed; its snapshot still shows the old version. Read the version that won.
+            current = self
+                .get::<serde_json::Value, _>(db.write(), id)
+                .await?
+                .map(|doc| doc.version);
+        }
+        Err(Error::Conflict {
             facility: f.to_string(),
             what: format!("document {id}"),
             expected: expected_version,
@@ -355,7 +372,7 @@ impl DocumentStore {
 
     /// Applies an RFC 7386 JSON merge patch on the server (objects merge, `null` deletes a key);
     /// returns the new version, or `None` if there is no such document.
-    pub async fn patch_merge<P: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn patch_merge<P: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         id: i64,
@@ -368,7 +385,7 @@ impl DocumentStore {
 
     /// Sets the value at `path` (object keys, or array indexes as digits), creating missing
     /// objects on the way; returns the new version, or `None` if there is no such document.
-    pub async fn patch_set<V: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn patch_set<V: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         id: i64,
@@ -392,13 +409,14 @@ impl DocumentStore {
         .await
     }
 
-    async fn version_returning<C: ConnectionTrait>(
+    async fn version_returning<C: Route>(
         &self,
         db: &C,
         sql: &str,
         values: Vec<Value>,
     ) -> Result<Option<i64>> {
         let row = db
+            .write()
             .query_one_raw(stmt(sql, values))
             .await
             .map_err(|e| self.write_error(e))?;
@@ -407,8 +425,9 @@ impl DocumentStore {
     }
 
     /// Deletes the document; `true` if it existed.
-    pub async fn delete<C: ConnectionTrait>(&self, db: &C, id: i64) -> Result<bool> {
+    pub async fn delete<C: Route>(&self, db: &C, id: i64) -> Result<bool> {
         let result = db
+            .write()
             .execute_raw(stmt(&self.sql()?.delete, vec![id.into()]))
             .await
             .in_facility(self.facility())?;
@@ -417,7 +436,7 @@ impl DocumentStore {
 
     /// Documents containing `pattern` (`doc @> pattern`, served by the GIN index), in id order,
     /// after the cursor `after`.
-    pub async fn find_containing<T: DeserializeOwned, P: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn find_containing<T: DeserializeOwned, P: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         pattern: &P,
@@ -427,6 +446,7 @@ impl DocumentStore {
         let limit = self.check_limit(limit)?;
         let pattern = self.encode(pattern, "containment pattern")?;
         let rows = db
+            .read()
             .query_all_raw(stmt(
                 &self.sql()?.find_containing,
                 vec![pattern, after.unwrap_or(0).into(), limit.into()],
@@ -448,12 +468,13 @@ impl DocumentStore {
     where
         T: DeserializeOwned,
         V: Into<Value>,
-        C: ConnectionTrait,
+        C: Route,
     {
         let limit = self.check_limit(limit)?;
         let sql = self.field_sql(field.name)?;
         let value: Value = value.into().into();
         let rows = db
+            .read()
             .query_all_raw(stmt(
                 sql,
                 vec![value, after.unwrap_or(0).into(), limit.into()],
@@ -473,14 +494,14 @@ impl DocumentStore {
     where
         T: DeserializeOwned,
         V: Into<Value>,
-        C: ConnectionTrait,
+        C: Route,
     {
         let page = self.find_by(db, field, value, None, 1).await?;
         Ok(page.docs.into_iter().next())
     }
 
     /// Every document, in id order, `limit` at a time after the cursor `after`.
-    pub async fn list<T: DeserializeOwned, C: ConnectionTrait>(
+    pub async fn list<T: DeserializeOwned, C: Route>(
         &self,
         db: &C,
         after: Option<i64>,
@@ -488,6 +509,7 @@ impl DocumentStore {
     ) -> Result<DocPage<T>> {
         let limit = self.check_limit(limit)?;
         let rows = db
+            .read()
             .query_all_raw(stmt(
                 &self.sql()?.list,
                 vec![after.unwrap_or(0).into(), limit.into()],

@@ -139,5 +139,11 @@ pub(crate) fn describe(error: &DbErr) -> String {
         text.push_str("; hint: ");
         text.push_str(hint);
     }
+    if pg.message().contains("unlogged relations during recovery") {
+        text.push_str(
+            "; caches and rate limiters are UNLOGGED tables, which exist only on the primary: \
+             pass the primary's connection, or a `pgstack::Cluster`, which sends them there",
+        );
+    }
     text
 }

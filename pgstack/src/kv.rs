@@ -32,6 +32,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, QueryResult, Value};
+
+use crate::cluster::Route;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -195,31 +197,30 @@ impl KvCore {
         Ok(Value::BigInt(Some(millis)))
     }
 
-    async fn get_row<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<Option<QueryResult>> {
+    async fn get_row<C: Route>(&self, db: &C, key: &str) -> Result<Option<QueryResult>> {
         self.check_key(key)?;
-        db.query_one_raw(stmt(&self.sql()?.get, vec![key.into()]))
+        db.read()
+            .query_one_raw(stmt(&self.sql()?.get, vec![key.into()]))
             .await
             .in_facility(self.facility())
     }
 
-    async fn get_many_rows<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        keys: &[&str],
-    ) -> Result<Vec<QueryResult>> {
+    async fn get_many_rows<C: Route>(&self, db: &C, keys: &[&str]) -> Result<Vec<QueryResult>> {
         limits::batch(self.facility(), "keys", keys.len())?;
         for key in keys {
             self.check_key(key)?;
         }
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        db.query_all_raw(stmt(&self.sql()?.get_many, vec![keys.into()]))
+        db.read()
+            .query_all_raw(stmt(&self.sql()?.get_many, vec![keys.into()]))
             .await
             .in_facility(self.facility())
     }
 
-    async fn exists<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<bool> {
+    async fn exists<C: Route>(&self, db: &C, key: &str) -> Result<bool> {
         self.check_key(key)?;
         let row = db
+            .read()
             .query_one_raw(stmt(&self.sql()?.exists, vec![key.into()]))
             .await
             .in_facility(self.facility())?;
@@ -229,7 +230,7 @@ impl KvCore {
         }
     }
 
-    async fn set<C: ConnectionTrait>(
+    async fn set<C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -239,13 +240,14 @@ impl KvCore {
         self.check_key(key)?;
         let ttl = self.ttl_param(ttl)?;
         let row = db
+            .write()
             .query_one_raw(stmt(&self.sql()?.set, vec![key.into(), value, ttl]))
             .await
             .in_facility(self.facility())?;
         self.version_of(row)
     }
 
-    async fn set_if_absent<C: ConnectionTrait>(
+    async fn set_if_absent<C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -255,6 +257,7 @@ impl KvCore {
         self.check_key(key)?;
         let ttl = self.ttl_param(ttl)?;
         let row = db
+            .write()
             .query_one_raw(stmt(
                 &self.sql()?.set_if_absent,
                 vec![key.into(), value, ttl],
@@ -267,7 +270,7 @@ impl KvCore {
         }
     }
 
-    async fn compare_and_set<C: ConnectionTrait>(
+    async fn compare_and_set<C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -276,6 +279,7 @@ impl KvCore {
     ) -> Result<i64> {
         self.check_key(key)?;
         let row = db
+            .write()
             .query_one_raw(stmt(
                 &self.sql()?.compare_and_set,
                 vec![
@@ -291,8 +295,24 @@ impl KvCore {
             return Err(self.conflict(key, expected_version, None));
         };
         let new_version: Option<i64> = row.try_get_by_index(0).in_facility(self.facility())?;
-        let current: Option<i64> = row.try_get_by_index(1).in_facility(self.facility())?;
-        new_version.ok_or_else(|| self.conflict(key, expected_version, current))
+        let mut current: Option<i64> = row.try_get_by_index(1).in_facility(self.facility())?;
+        if let Some(version) = new_version {
+            return Ok(version);
+        }
+        if current == Some(expected_version) {
+            // The statement waited for a concurrent writer's row lock and then found the row
+            // changed; its snapshot still shows the old version. Read the version that won.
+            let row = db
+                .write()
+                .query_one_raw(stmt(&self.sql()?.get, vec![key.into()]))
+                .await
+                .in_facility(self.facility())?;
+            current = match row {
+                Some(row) => row.try_get_by_index(1).in_facility(self.facility())?,
+                None => None,
+            };
+        }
+        Err(self.conflict(key, expected_version, current))
     }
 
     fn conflict(&self, key: &str, expected: i64, actual: Option<i64>) -> Error {
@@ -304,9 +324,10 @@ impl KvCore {
         }
     }
 
-    async fn delete<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<bool> {
+    async fn delete<C: Route>(&self, db: &C, key: &str) -> Result<bool> {
         self.check_key(key)?;
         let row = db
+            .write()
             .query_one_raw(stmt(&self.sql()?.delete, vec![key.into()]))
             .await
             .in_facility(self.facility())?;
@@ -316,7 +337,7 @@ impl KvCore {
         }
     }
 
-    async fn set_many<C: ConnectionTrait>(
+    async fn set_many<C: Route>(
         &self,
         db: &C,
         mut entries: Vec<(String, Value)>,
@@ -337,13 +358,14 @@ impl KvCore {
         }
         let (keys, values): (Vec<String>, Vec<Value>) = entries.into_iter().unzip();
         let values = Value::Array(array_type, Some(Box::new(values)));
-        db.execute_raw(stmt(&self.sql()?.set_many, vec![keys.into(), values, ttl]))
+        db.write()
+            .execute_raw(stmt(&self.sql()?.set_many, vec![keys.into(), values, ttl]))
             .await
             .in_facility(self.facility())?;
         Ok(())
     }
 
-    async fn scan_rows<C: ConnectionTrait>(
+    async fn scan_rows<C: Route>(
         &self,
         db: &C,
         prefix: &str,
@@ -372,29 +394,27 @@ impl KvCore {
                 vec![prefix.into(), cursor.into(), limit.into()],
             ),
         };
-        db.query_all_raw(statement)
+        db.read()
+            .query_all_raw(statement)
             .await
             .in_facility(self.facility())
     }
 
-    async fn expire<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        key: &str,
-        ttl: Option<Duration>,
-    ) -> Result<bool> {
+    async fn expire<C: Route>(&self, db: &C, key: &str, ttl: Option<Duration>) -> Result<bool> {
         self.check_key(key)?;
         self.require_expiry()?;
         let ttl = self.ttl_param(ttl)?;
         let row = db
+            .write()
             .query_one_raw(stmt(&self.sql()?.expire, vec![key.into(), ttl]))
             .await
             .in_facility(self.facility())?;
         Ok(row.is_some())
     }
 
-    async fn sweep_expired<C: ConnectionTrait>(&self, db: &C, batch: u32) -> Result<u64> {
+    async fn sweep_expired<C: Route>(&self, db: &C, batch: u32) -> Result<u64> {
         let result = db
+            .write()
             .execute_raw(stmt(
                 &self.sql()?.sweep,
                 vec![i64::from(batch.max(1)).into()],
@@ -404,7 +424,7 @@ impl KvCore {
         Ok(result.rows_affected())
     }
 
-    async fn explain_scan<C: ConnectionTrait>(&self, db: &C, prefix: &str) -> Result<String> {
+    async fn explain_scan<C: Route>(&self, db: &C, prefix: &str) -> Result<String> {
         let sql = self.sql()?;
         let (text, values): (&str, Vec<Value>) = match prefix_upper_bound(prefix) {
             Some(upper) => (
@@ -417,6 +437,7 @@ impl KvCore {
             ),
         };
         let rows = db
+            .read()
             .query_all_raw(stmt(&format!("EXPLAIN {text}"), values))
             .await
             .in_facility(self.facility())?;
@@ -527,11 +548,7 @@ impl JsonKv {
     }
 
     /// The value at `key`, or `None` when absent or expired.
-    pub async fn get<T: DeserializeOwned, C: ConnectionTrait>(
-        &self,
-        db: &C,
-        key: &str,
-    ) -> Result<Option<T>> {
+    pub async fn get<T: DeserializeOwned, C: Route>(&self, db: &C, key: &str) -> Result<Option<T>> {
         match self.core.get_row(db, key).await? {
             Some(row) => Ok(Some(self.decode(&row, 0)?)),
             None => Ok(None),
@@ -539,7 +556,7 @@ impl JsonKv {
     }
 
     /// The value at `key` with its version and timestamps.
-    pub async fn get_entry<T: DeserializeOwned, C: ConnectionTrait>(
+    pub async fn get_entry<T: DeserializeOwned, C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -556,7 +573,7 @@ impl JsonKv {
     }
 
     /// The values at `keys`, in the same order, `None` where absent; one statement.
-    pub async fn get_many<T: DeserializeOwned, C: ConnectionTrait>(
+    pub async fn get_many<T: DeserializeOwned, C: Route>(
         &self,
         db: &C,
         keys: &[&str],
@@ -573,12 +590,12 @@ impl JsonKv {
     }
 
     /// Whether a live value is stored at `key`.
-    pub async fn exists<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<bool> {
+    pub async fn exists<C: Route>(&self, db: &C, key: &str) -> Result<bool> {
         self.core.exists(db, key).await
     }
 
     /// Stores `value` at `key` with no expiry; returns the new version.
-    pub async fn set<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn set<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -588,7 +605,7 @@ impl JsonKv {
     }
 
     /// Stores `value` at `key`, gone after `ttl`. Needs `expiry = true`.
-    pub async fn set_with_ttl<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn set_with_ttl<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -601,7 +618,7 @@ impl JsonKv {
     }
 
     /// Stores `value` only if `key` is absent (or expired); `Some(version)` when it did.
-    pub async fn set_if_absent<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn set_if_absent<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -613,7 +630,7 @@ impl JsonKv {
     }
 
     /// As [`JsonKv::set_if_absent`], with a time to live. Needs `expiry = true`.
-    pub async fn set_if_absent_with_ttl<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn set_if_absent_with_ttl<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -627,7 +644,7 @@ impl JsonKv {
 
     /// Stores `value` only if the key's version is still `expected_version`; returns the new
     /// version, or [`Error::Conflict`] naming the version found.
-    pub async fn compare_and_set<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn compare_and_set<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -640,13 +657,13 @@ impl JsonKv {
     }
 
     /// Deletes `key`; `true` if a live value was there.
-    pub async fn delete<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<bool> {
+    pub async fn delete<C: Route>(&self, db: &C, key: &str) -> Result<bool> {
         self.core.delete(db, key).await
     }
 
     /// Stores every pair in one statement (in key order, so concurrent batches cannot
     /// deadlock). A key given twice keeps its last value.
-    pub async fn set_many<K: AsRef<str>, T: Serialize, C: ConnectionTrait>(
+    pub async fn set_many<K: AsRef<str>, T: Serialize, C: Route>(
         &self,
         db: &C,
         entries: &[(K, T)],
@@ -655,7 +672,7 @@ impl JsonKv {
     }
 
     /// As [`JsonKv::set_many`], every key expiring after `ttl`. Needs `expiry = true`.
-    pub async fn set_many_with_ttl<K: AsRef<str>, T: Serialize, C: ConnectionTrait>(
+    pub async fn set_many_with_ttl<K: AsRef<str>, T: Serialize, C: Route>(
         &self,
         db: &C,
         entries: &[(K, T)],
@@ -664,7 +681,7 @@ impl JsonKv {
         self.set_many_inner(db, entries, Some(ttl)).await
     }
 
-    async fn set_many_inner<K: AsRef<str>, T: Serialize, C: ConnectionTrait>(
+    async fn set_many_inner<K: AsRef<str>, T: Serialize, C: Route>(
         &self,
         db: &C,
         entries: &[(K, T)],
@@ -678,7 +695,7 @@ impl JsonKv {
     }
 
     /// Up to `limit` live entries whose key starts with `prefix`, in key order, after `cursor`.
-    pub async fn scan_prefix<T: DeserializeOwned, C: ConnectionTrait>(
+    pub async fn scan_prefix<T: DeserializeOwned, C: Route>(
         &self,
         db: &C,
         prefix: &str,
@@ -695,26 +712,17 @@ impl JsonKv {
 
     /// Sets (`Some`) or clears (`None`) the expiry of a live key; `false` if it is absent.
     /// Needs `expiry = true`.
-    pub async fn expire<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        key: &str,
-        ttl: Option<Duration>,
-    ) -> Result<bool> {
+    pub async fn expire<C: Route>(&self, db: &C, key: &str, ttl: Option<Duration>) -> Result<bool> {
         self.core.expire(db, key, ttl).await
     }
 
     /// Deletes up to `batch` expired entries, skipping rows other sessions hold; returns how many.
-    pub async fn sweep_expired<C: ConnectionTrait>(&self, db: &C, batch: u32) -> Result<u64> {
+    pub async fn sweep_expired<C: Route>(&self, db: &C, batch: u32) -> Result<u64> {
         self.core.sweep_expired(db, batch).await
     }
 
     /// The plan PostgreSQL picks for a prefix scan (`EXPLAIN`), to check the index serves it.
-    pub async fn explain_scan_prefix<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        prefix: &str,
-    ) -> Result<String> {
+    pub async fn explain_scan_prefix<C: Route>(&self, db: &C, prefix: &str) -> Result<String> {
         self.core.explain_scan(db, prefix).await
     }
 }
@@ -732,7 +740,7 @@ impl BytesKv {
     }
 
     /// The bytes at `key`, or `None` when absent or expired.
-    pub async fn get<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<Option<Vec<u8>>> {
+    pub async fn get<C: Route>(&self, db: &C, key: &str) -> Result<Option<Vec<u8>>> {
         match self.core.get_row(db, key).await? {
             Some(row) => Ok(Some(self.decode(&row, 0)?)),
             None => Ok(None),
@@ -740,11 +748,7 @@ impl BytesKv {
     }
 
     /// The bytes at `key` with their version and timestamps.
-    pub async fn get_entry<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        key: &str,
-    ) -> Result<Option<Entry<Vec<u8>>>> {
+    pub async fn get_entry<C: Route>(&self, db: &C, key: &str) -> Result<Option<Entry<Vec<u8>>>> {
         match self.core.get_row(db, key).await? {
             Some(row) => Ok(Some(self.core.entry(
                 &row,
@@ -757,11 +761,7 @@ impl BytesKv {
     }
 
     /// The values at `keys`, in the same order, `None` where absent; one statement.
-    pub async fn get_many<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        keys: &[&str],
-    ) -> Result<Vec<Option<Vec<u8>>>> {
+    pub async fn get_many<C: Route>(&self, db: &C, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
         let rows = self.core.get_many_rows(db, keys).await?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
         for row in rows {
@@ -774,17 +774,17 @@ impl BytesKv {
     }
 
     /// Whether a live value is stored at `key`.
-    pub async fn exists<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<bool> {
+    pub async fn exists<C: Route>(&self, db: &C, key: &str) -> Result<bool> {
         self.core.exists(db, key).await
     }
 
     /// Stores `value` at `key` with no expiry; returns the new version.
-    pub async fn set<C: ConnectionTrait>(&self, db: &C, key: &str, value: &[u8]) -> Result<i64> {
+    pub async fn set<C: Route>(&self, db: &C, key: &str, value: &[u8]) -> Result<i64> {
         self.core.set(db, key, value.to_vec().into(), None).await
     }
 
     /// Stores `value` at `key`, gone after `ttl`. Needs `expiry = true`.
-    pub async fn set_with_ttl<C: ConnectionTrait>(
+    pub async fn set_with_ttl<C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -797,7 +797,7 @@ impl BytesKv {
     }
 
     /// Stores `value` only if `key` is absent (or expired); `Some(version)` when it did.
-    pub async fn set_if_absent<C: ConnectionTrait>(
+    pub async fn set_if_absent<C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -809,7 +809,7 @@ impl BytesKv {
     }
 
     /// Stores `value` only if the key's version is still `expected_version`.
-    pub async fn compare_and_set<C: ConnectionTrait>(
+    pub async fn compare_and_set<C: Route>(
         &self,
         db: &C,
         key: &str,
@@ -822,12 +822,12 @@ impl BytesKv {
     }
 
     /// Deletes `key`; `true` if a live value was there.
-    pub async fn delete<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<bool> {
+    pub async fn delete<C: Route>(&self, db: &C, key: &str) -> Result<bool> {
         self.core.delete(db, key).await
     }
 
     /// Stores every pair in one statement, in key order.
-    pub async fn set_many<K: AsRef<str>, V: AsRef<[u8]>, C: ConnectionTrait>(
+    pub async fn set_many<K: AsRef<str>, V: AsRef<[u8]>, C: Route>(
         &self,
         db: &C,
         entries: &[(K, V)],
@@ -842,7 +842,7 @@ impl BytesKv {
     }
 
     /// Up to `limit` live entries whose key starts with `prefix`, in key order, after `cursor`.
-    pub async fn scan_prefix<C: ConnectionTrait>(
+    pub async fn scan_prefix<C: Route>(
         &self,
         db: &C,
         prefix: &str,
@@ -858,17 +858,12 @@ impl BytesKv {
     }
 
     /// Sets (`Some`) or clears (`None`) the expiry of a live key. Needs `expiry = true`.
-    pub async fn expire<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        key: &str,
-        ttl: Option<Duration>,
-    ) -> Result<bool> {
+    pub async fn expire<C: Route>(&self, db: &C, key: &str, ttl: Option<Duration>) -> Result<bool> {
         self.core.expire(db, key, ttl).await
     }
 
     /// Deletes up to `batch` expired entries; returns how many.
-    pub async fn sweep_expired<C: ConnectionTrait>(&self, db: &C, batch: u32) -> Result<u64> {
+    pub async fn sweep_expired<C: Route>(&self, db: &C, batch: u32) -> Result<u64> {
         self.core.sweep_expired(db, batch).await
     }
 }

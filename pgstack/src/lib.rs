@@ -6,6 +6,7 @@
 //! caller's transaction.
 
 pub mod cache;
+pub mod cluster;
 mod coalesce;
 pub mod document;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod rate_limit;
 mod sql;
 pub mod vector;
 
+pub use cluster::{Cluster, Route};
 pub use error::{Error, Result};
 
 /// The derives: bind a type to a facility in `pgstack.toml`, checked at compile time.

@@ -36,6 +36,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
+
+use crate::cluster::Route;
 use tokio::sync::oneshot;
 
 use crate::coalesce::{Answer, Coalescer};
@@ -245,17 +247,12 @@ impl RateLimiter {
     }
 
     /// Checks one request (cost 1) against `key`'s limit.
-    pub async fn check<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<Decision> {
+    pub async fn check<C: Route>(&self, db: &C, key: &str) -> Result<Decision> {
         self.check_cost(db, key, 1).await
     }
 
     /// Checks a request costing `cost` units; a cost of 0 is a [`RateLimiter::peek`].
-    pub async fn check_cost<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        key: &str,
-        cost: u64,
-    ) -> Result<Decision> {
+    pub async fn check_cost<C: Route>(&self, db: &C, key: &str, cost: u64) -> Result<Decision> {
         self.check_key(key)?;
         if cost == 0 {
             return self.peek(db, key).await;
@@ -287,6 +284,7 @@ impl RateLimiter {
             ],
         };
         let row = db
+            .primary()
             .query_one_raw(stmt(&sql.check, values))
             .await
             .in_facility(self.name())?;
@@ -300,7 +298,7 @@ impl RateLimiter {
     /// Checks many requests in one statement and one round trip, one per key: keys must be
     /// distinct (at most [`MAX_CHECKS`]) and costs at least 1. Each key is judged exactly as
     /// [`RateLimiter::check_cost`] would judge it alone; decisions come back in the order asked.
-    pub async fn check_many<C: ConnectionTrait>(
+    pub async fn check_many<C: Route>(
         &self,
         db: &C,
         requests: &[(&str, u64)],
@@ -358,6 +356,7 @@ impl RateLimiter {
             ],
         };
         let rows = db
+            .primary()
             .query_all_raw(stmt(&self.sql()?.check_many, values))
             .await
             .in_facility(self.name())?;
@@ -396,9 +395,10 @@ impl RateLimiter {
     }
 
     /// What a cost-1 request would see now, without consuming anything.
-    pub async fn peek<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<Decision> {
+    pub async fn peek<C: Route>(&self, db: &C, key: &str) -> Result<Decision> {
         self.check_key(key)?;
         let row = db
+            .primary()
             .query_one_raw(stmt(&self.sql()?.peek, vec![key.into()]))
             .await
             .in_facility(self.name())?;
@@ -410,9 +410,10 @@ impl RateLimiter {
     }
 
     /// Forgets `key`'s state: its next request starts with full capacity.
-    pub async fn reset<C: ConnectionTrait>(&self, db: &C, key: &str) -> Result<()> {
+    pub async fn reset<C: Route>(&self, db: &C, key: &str) -> Result<()> {
         self.check_key(key)?;
-        db.execute_raw(stmt(&self.sql()?.reset, vec![key.into()]))
+        db.primary()
+            .execute_raw(stmt(&self.sql()?.reset, vec![key.into()]))
             .await
             .in_facility(self.name())?;
         Ok(())
@@ -420,7 +421,7 @@ impl RateLimiter {
 
     /// Deletes up to `batch` rows whose state equals "no state" (a full bucket, a past window);
     /// returns how many. The table stays small without it; call it now and then.
-    pub async fn sweep<C: ConnectionTrait>(&self, db: &C, batch: u32) -> Result<u64> {
+    pub async fn sweep<C: Route>(&self, db: &C, batch: u32) -> Result<u64> {
         let batch = i64::from(batch.max(1));
         let values: Vec<Value> = match self.def.algorithm {
             Algorithm::Gcra => vec![batch.into()],
@@ -433,6 +434,7 @@ impl RateLimiter {
             }
         };
         let result = db
+            .primary()
             .execute_raw(stmt(&self.sql()?.sweep, values))
             .await
             .in_facility(self.name())?;

@@ -20,15 +20,45 @@ pub mod db;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Shows pgstack's `tracing` events in a test's captured output (`RUST_LOG` filters them;
+/// default `pgstack=info`). Every [`TestDb`] calls it; calling it again does nothing.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("pgstack=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 /// The server tests create their databases on.
 pub fn admin_url() -> String {
     std::env::var("PGSTACK_TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
+/// The PgBouncer (transaction mode) in front of the test server: `PGSTACK_POOLER_URL`,
+/// default `postgres://postgres@127.0.0.1:6432/postgres` (`.ci/setup-pgbouncer.sh` starts it).
+pub fn pooler_url() -> String {
+    std::env::var("PGSTACK_POOLER_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:6432/postgres".to_string())
+}
+
+/// A streaming hot standby of the test server: `PGSTACK_STANDBY_URL`, default
+/// `postgres://postgres@127.0.0.1:5433/postgres` (`.ci/setup-standby.sh` starts it).
+pub fn standby_url() -> String {
+    std::env::var("PGSTACK_STANDBY_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5433/postgres".to_string())
+}
+
 /// `admin_url` with its database name replaced.
 pub fn url_for(database: &str) -> String {
-    let admin = admin_url();
+    url_on(&admin_url(), database)
+}
+
+/// `server` (a URL) with its database name replaced.
+pub fn url_on(server: &str, database: &str) -> String {
+    let admin = server.to_string();
     let (base, query) = match admin.split_once('?') {
         Some((b, q)) => (b.to_string(), format!("?{q}")),
         None => (admin.clone(), String::new()),
@@ -67,6 +97,7 @@ impl TestDb {
 
     /// An empty database, reached through a pool of `connections`.
     pub async fn with_pool(connections: u32) -> TestDb {
+        init_tracing();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("pgstack_t_{}_{n}", std::process::id());
         let admin = connect(&admin_url(), 1).await;
@@ -117,6 +148,45 @@ impl TestDb {
                     .unwrap_or_else(|| "NULL".to_string())
             })
             .collect()
+    }
+
+    /// A pool of `connections` to this database through the PgBouncer of [`pooler_url`].
+    pub async fn through_pooler(&self, connections: u32) -> DatabaseConnection {
+        let url = url_on(&pooler_url(), &self.name);
+        let mut options = ConnectOptions::new(url.clone());
+        options
+            .max_connections(connections)
+            .min_connections(0)
+            .connect_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
+            .sqlx_logging(false);
+        Database::connect(options).await.unwrap_or_else(|e| {
+            panic!(
+                "cannot reach PgBouncer at {url}: {e}; start it with `bash .ci/setup-pgbouncer.sh`"
+            )
+        })
+    }
+
+    /// A pool of `connections` to this database on the standby of [`standby_url`], once the
+    /// standby has replayed its creation (at most 30 seconds).
+    pub async fn on_standby(&self, connections: u32) -> DatabaseConnection {
+        let url = url_on(&standby_url(), &self.name);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut options = ConnectOptions::new(url.clone());
+            options
+                .max_connections(connections)
+                .min_connections(0)
+                .connect_timeout(Duration::from_secs(5))
+                .sqlx_logging(false);
+            match Database::connect(options).await {
+                Ok(db) => return db,
+                Err(e) if std::time::Instant::now() > deadline => panic!(
+                    "cannot reach the standby at {url}: {e}; start it with `bash .ci/setup-standby.sh`"
+                ),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// Runs `sql` (no result expected).

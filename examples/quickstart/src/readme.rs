@@ -144,6 +144,24 @@ async fn vector(db: DatabaseConnection, query: Vec<f32>) -> Result {
     Ok(())
 }
 
+/// Read replicas: a `Cluster`.
+#[rustfmt::skip]
+async fn cluster(primary: DatabaseConnection, replica: DatabaseConnection) -> Result {
+    use std::time::Duration;
+
+    use pgstack::Cluster;
+
+    let cluster = Cluster::builder(primary.clone())
+        .replica(replica)
+        .max_lag(Duration::from_secs(1))          // a replica further behind is skipped
+        .start();
+    let theme: Option<String> = db::settings::STORE.get(&cluster, "app.theme").await?; // a replica
+    let session = cluster.session();              // reads its own writes
+    db::settings::STORE.set(&session, "app.theme", &"dark").await?;                    // the primary
+    let theme: Option<String> = db::settings::STORE.get(&session, "app.theme").await?; // the primary
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     /// The README's ```rust blocks, each as its lines without leading indentation.

@@ -39,6 +39,8 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, Utc};
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, QueryResult, Value};
+
+use crate::cluster::Route;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -563,7 +565,7 @@ impl Queue {
     }
 
     /// Enqueues one job with a JSON payload; `db` may be the caller's transaction.
-    pub async fn enqueue<T: Serialize + ?Sized, C: ConnectionTrait>(
+    pub async fn enqueue<T: Serialize + ?Sized, C: Route>(
         &self,
         db: &C,
         kind: &str,
@@ -577,7 +579,7 @@ impl Queue {
     }
 
     /// Enqueues one job with any payload (bytes for `payload = "bytea"` queues).
-    pub async fn enqueue_payload<C: ConnectionTrait>(
+    pub async fn enqueue_payload<C: Route>(
         &self,
         db: &C,
         kind: &str,
@@ -602,6 +604,7 @@ impl Queue {
             },
         ];
         let row = db
+            .write()
             .query_one_raw(stmt(&self.sql()?.enqueue, values))
             .await
             .in_facility(self.name())?;
@@ -617,11 +620,7 @@ impl Queue {
 
     /// Enqueues every job in one statement; the result follows the input order. A unique key
     /// given twice in the batch yields the same job for both.
-    pub async fn enqueue_many<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        jobs: &[NewJob],
-    ) -> Result<Vec<Enqueued>> {
+    pub async fn enqueue_many<C: Route>(&self, db: &C, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -671,6 +670,7 @@ impl Queue {
             array(ArrayType::String, keys),
         ];
         let rows = db
+            .write()
             .query_all_raw(stmt(&self.sql()?.enqueue_many, values))
             .await
             .in_facility(self.name())?;
@@ -719,13 +719,13 @@ impl Queue {
     }
 
     /// Claims up to `limit` jobs, leased for the queue's visibility timeout, in one statement.
-    pub async fn claim<C: ConnectionTrait>(&self, db: &C, limit: usize) -> Result<Vec<ClaimedJob>> {
+    pub async fn claim<C: Route>(&self, db: &C, limit: usize) -> Result<Vec<ClaimedJob>> {
         self.claim_with_lease(db, limit, self.def.visibility_timeout())
             .await
     }
 
     /// As [`Queue::claim`] with another lease length.
-    pub async fn claim_with_lease<C: ConnectionTrait>(
+    pub async fn claim_with_lease<C: Route>(
         &self,
         db: &C,
         limit: usize,
@@ -737,6 +737,7 @@ impl Queue {
         limits::batch(self.name(), "jobs", limit)?;
         let lease = limits::millis(self.name(), "a lease", lease, Duration::from_millis(1))?;
         let rows = db
+            .write()
             .query_all_raw(stmt(
                 &self.sql()?.claim,
                 vec![(limit as i64).into(), lease.into()],
@@ -773,13 +774,9 @@ impl Queue {
         ))
     }
 
-    async fn ids<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        sql: &str,
-        values: Vec<Value>,
-    ) -> Result<Vec<i64>> {
+    async fn ids<C: Route>(&self, db: &C, sql: &str, values: Vec<Value>) -> Result<Vec<i64>> {
         let rows = db
+            .write()
             .query_all_raw(stmt(sql, values))
             .await
             .in_facility(self.name())?;
@@ -790,11 +787,7 @@ impl Queue {
 
     /// Completes jobs in one statement (deleting them, or archiving them when `archive` is
     /// set). Returns the ids completed; a job whose attempt no longer matches is skipped.
-    pub async fn complete<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        jobs: &[JobToken],
-    ) -> Result<Vec<i64>> {
+    pub async fn complete<C: Route>(&self, db: &C, jobs: &[JobToken]) -> Result<Vec<i64>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -805,11 +798,7 @@ impl Queue {
 
     /// Fails attempts in at most two statements: jobs with attempts left are retried after the
     /// spec's backoff; the others (and `discard`ed ones) are dead-lettered with their error.
-    pub async fn fail<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        failures: &[Failure],
-    ) -> Result<FailReport> {
+    pub async fn fail<C: Route>(&self, db: &C, failures: &[Failure]) -> Result<FailReport> {
         limits::batch(self.name(), "failures", failures.len())?;
         let mut retry = Vec::new();
         let mut kill = Vec::new();
@@ -866,7 +855,7 @@ impl Queue {
 
     /// Extends the leases of still-held jobs by `lease` (default: the visibility timeout);
     /// returns the ids still held. A worker that finds its job missing lost the lease.
-    pub async fn extend_lease<C: ConnectionTrait>(
+    pub async fn extend_lease<C: Route>(
         &self,
         db: &C,
         jobs: &[JobToken],
@@ -888,7 +877,7 @@ impl Queue {
 
     /// Gives jobs back unfinished: claimable at once, the attempt not counted. Wakes listeners
     /// when the queue has NOTIFY.
-    pub async fn release<C: ConnectionTrait>(&self, db: &C, jobs: &[JobToken]) -> Result<Vec<i64>> {
+    pub async fn release<C: Route>(&self, db: &C, jobs: &[JobToken]) -> Result<Vec<i64>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -899,7 +888,8 @@ impl Queue {
         if let Some(channel) = self.def.notify_channel
             && !released.is_empty()
         {
-            db.execute_raw(stmt(&self.sql()?.notify, vec![channel.into()]))
+            db.write()
+                .execute_raw(stmt(&self.sql()?.notify, vec![channel.into()]))
                 .await
                 .in_facility(self.name())?;
         }
@@ -908,39 +898,39 @@ impl Queue {
 
     /// Registers (or refreshes) `worker` as waiting for a NOTIFY on this queue: inserts wake it
     /// only while it is registered. For worker runtimes; needs `notify = true`.
-    pub async fn wait_start<C: ConnectionTrait>(&self, db: &C, worker: &str) -> Result<()> {
+    pub async fn wait_start<C: Route>(&self, db: &C, worker: &str) -> Result<()> {
         let Some(channel) = self.def.notify_channel else {
             return Ok(());
         };
-        db.execute_raw(stmt(
-            &self.sql()?.wait_start,
-            vec![channel.into(), worker.into()],
-        ))
-        .await
-        .in_facility(self.name())?;
+        db.write()
+            .execute_raw(stmt(
+                &self.sql()?.wait_start,
+                vec![channel.into(), worker.into()],
+            ))
+            .await
+            .in_facility(self.name())?;
         Ok(())
     }
 
     /// Removes `worker` from the waiting workers.
-    pub async fn wait_end<C: ConnectionTrait>(&self, db: &C, worker: &str) -> Result<()> {
+    pub async fn wait_end<C: Route>(&self, db: &C, worker: &str) -> Result<()> {
         let Some(channel) = self.def.notify_channel else {
             return Ok(());
         };
-        db.execute_raw(stmt(
-            &self.sql()?.wait_end,
-            vec![channel.into(), worker.into()],
-        ))
-        .await
-        .in_facility(self.name())?;
+        db.write()
+            .execute_raw(stmt(
+                &self.sql()?.wait_end,
+                vec![channel.into(), worker.into()],
+            ))
+            .await
+            .in_facility(self.name())?;
         Ok(())
     }
 
     /// When the next waiting job becomes claimable (none: nothing is waiting).
-    pub async fn next_visible_at<C: ConnectionTrait>(
-        &self,
-        db: &C,
-    ) -> Result<Option<DateTime<Utc>>> {
+    pub async fn next_visible_at<C: Route>(&self, db: &C) -> Result<Option<DateTime<Utc>>> {
         let row = db
+            .primary()
             .query_one_raw(stmt(&self.sql()?.next_visible, vec![]))
             .await
             .in_facility(self.name())?;
@@ -959,7 +949,7 @@ impl Queue {
     }
 
     /// Dead-lettered jobs in id order, `limit` at a time after `after`.
-    pub async fn dead_letters<C: ConnectionTrait>(
+    pub async fn dead_letters<C: Route>(
         &self,
         db: &C,
         after: Option<i64>,
@@ -968,6 +958,7 @@ impl Queue {
         let sql = self.dead_sql(&self.sql()?.dead_list)?;
         let limit = self.page(limit)?;
         let rows = db
+            .read()
             .query_all_raw(stmt(sql, vec![after.unwrap_or(0).into(), limit.into()]))
             .await
             .in_facility(self.name())?;
@@ -992,7 +983,7 @@ impl Queue {
 
     /// Moves dead jobs back to the queue with fresh attempts, in one statement; returns the
     /// ids moved (a job whose unique key is taken by a live job stays dead).
-    pub async fn redrive<C: ConnectionTrait>(&self, db: &C, ids: &[i64]) -> Result<Vec<i64>> {
+    pub async fn redrive<C: Route>(&self, db: &C, ids: &[i64]) -> Result<Vec<i64>> {
         let sql = self.dead_sql(&self.sql()?.redrive)?;
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -1003,16 +994,17 @@ impl Queue {
     }
 
     /// Redrives up to `limit` dead jobs, oldest first.
-    pub async fn redrive_all<C: ConnectionTrait>(&self, db: &C, limit: u32) -> Result<Vec<i64>> {
+    pub async fn redrive_all<C: Route>(&self, db: &C, limit: u32) -> Result<Vec<i64>> {
         let sql = self.dead_sql(&self.sql()?.dead_ids)?;
         let ids = self.ids(db, sql, vec![self.page(limit)?.into()]).await?;
         self.redrive(db, &ids).await
     }
 
     /// Queue depth and the age of the oldest claimable job; each count stops at `cap`.
-    pub async fn metrics<C: ConnectionTrait>(&self, db: &C, cap: u64) -> Result<QueueMetrics> {
+    pub async fn metrics<C: Route>(&self, db: &C, cap: u64) -> Result<QueueMetrics> {
         let cap = cap.clamp(1, i64::MAX as u64);
         let row = db
+            .read()
             .query_one_raw(stmt(&self.sql()?.metrics, vec![(cap as i64).into()]))
             .await
             .in_facility(self.name())?;
@@ -1074,7 +1066,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn queue() -> &'static Queue;
 
     /// Enqueues this job now.
-    fn enqueue<'a, C: ConnectionTrait>(
+    fn enqueue<'a, C: Route>(
         &'a self,
         db: &'a C,
     ) -> impl Future<Output = Result<Enqueued>> + Send + 'a {
@@ -1086,7 +1078,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 
     /// Enqueues this job with a delay, run time, priority, unique key or attempt limit.
-    fn enqueue_with<'a, C: ConnectionTrait>(
+    fn enqueue_with<'a, C: Route>(
         &'a self,
         db: &'a C,
         options: &'a EnqueueOptions,
@@ -1095,7 +1087,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 
     /// Enqueues many jobs of this type in one statement.
-    fn enqueue_many<'a, C: ConnectionTrait>(
+    fn enqueue_many<'a, C: Route>(
         db: &'a C,
         jobs: &'a [Self],
     ) -> impl Future<Output = Result<Vec<Enqueued>>> + Send + 'a {

@@ -11,7 +11,9 @@
 //!   load that is one job per statement (no added latency); under load, hundreds.
 //! - **heartbeat**: extends the leases of jobs running longer than a third of the visibility
 //!   timeout, in one statement per beat; a lease found lost is counted.
-//! - **listener** (unless poll-only): LISTEN on the queue's channel over a dedicated connection.
+//! - **listener** (unless poll-only): LISTEN on the queue's channel over a connection of its
+//!   own (from [`Worker::listen_url`], else the pool's settings), never a pooled one; when
+//!   that connection goes through a pooler or proxy, it logs so once and the worker polls.
 //! - **maintenance** (queues with an archive): partition upkeep, hourly at most.
 //!
 //! A handler that returns an error, panics or exceeds the job timeout fails its attempt; the job
@@ -22,7 +24,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -142,11 +144,26 @@ struct Shared {
     inflight: Mutex<HashMap<i64, InFlight>>,
     /// Signalled by the listener (a job was enqueued) and at start.
     wake: Notify,
+    /// Whether the listener is listening now: only then does the claimer register as a
+    /// waiter (an insert would notify nobody otherwise).
+    listening: AtomicBool,
     /// Signalled whenever the last in-flight job finishes.
     idle: Notify,
 }
 
 impl Shared {
+    /// Counts a database error and reports it: the worker retries (or leaves the job to its
+    /// lease), so the error is not returned to anyone.
+    fn database_error(&self, during: &str, error: &str) {
+        Counters::add(&self.stats.errors, 1);
+        tracing::warn!(
+            queue = self.queue.def().table,
+            during,
+            error,
+            "pgstack worker: database error; retrying"
+        );
+    }
+
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<i64, InFlight>> {
         // A handler cannot panic while holding this lock; recover the map if it ever did.
         self.inflight.lock().unwrap_or_else(|e| e.into_inner())
@@ -159,6 +176,8 @@ struct Config {
     batch: usize,
     poll_interval: Duration,
     listen: bool,
+    /// A direct (not pooled) URL for the LISTEN connection; else the pool's own settings.
+    listen_url: Option<String>,
     job_timeout: Option<Duration>,
     heartbeat: bool,
     completion_batch: usize,
@@ -194,6 +213,7 @@ impl Worker {
                 batch: 16,
                 poll_interval: Duration::from_secs(1),
                 listen: queue.def().notify_channel.is_some(),
+                listen_url: None,
                 job_timeout: Some(Duration::from_secs(300)),
                 heartbeat: true,
                 completion_batch: 1000,
@@ -295,9 +315,20 @@ impl Worker {
         self
     }
 
-    /// Poll only, no LISTEN: for connections through PgBouncer in transaction mode.
+    /// Poll only, no LISTEN.
     pub fn poll_only(mut self) -> Self {
         self.config.listen = false;
+        self
+    }
+
+    /// LISTEN on a connection opened with this URL, straight to PostgreSQL. Behind a
+    /// transaction-mode pooler (PgBouncer) the pool's URL cannot carry LISTEN: the pooler hands
+    /// the listening server connection to other clients. Without it, the worker listens on a
+    /// connection of its own made with the pool's settings, and polls instead when that
+    /// connection turns out to go through a pooler or proxy (it reaches a server whose port
+    /// is not the one it dialled), saying so once in the log.
+    pub fn listen_url(mut self, url: impl Into<String>) -> Self {
+        self.config.listen_url = Some(url.into());
         self
     }
 
@@ -353,6 +384,7 @@ impl Worker {
             stats: Counters::default(),
             inflight: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            listening: AtomicBool::new(false),
             idle: Notify::new(),
         });
         let (stop_claiming, claiming) = watch::channel(false);
@@ -480,8 +512,8 @@ async fn claimer(
                 failures = 0;
                 jobs
             }
-            Err(_) => {
-                Counters::add(&shared.stats.errors, 1);
+            Err(e) => {
+                shared.database_error("claim", &e.to_string());
                 failures = (failures + 1).min(6);
                 drop(permits);
                 // Back off 100ms, 200ms, ... 3.2s while the database is unavailable.
@@ -502,12 +534,13 @@ async fn claimer(
         drop(permits);
         if got == asked && waiting_since.is_some() {
             // Busy: leave the waiters so enqueues stop paying for NOTIFY.
-            if shared.queue.wait_end(&shared.db, &shared.id).await.is_ok() {
-                waiting_since = None;
+            match shared.queue.wait_end(&shared.db, &shared.id).await {
+                Ok(()) => waiting_since = None,
+                Err(e) => shared.database_error("wait_end", &e.to_string()),
             }
         }
         if got < asked {
-            if shared.config.listen {
+            if shared.listening.load(Ordering::Relaxed) {
                 let stale = waiting_since.is_none_or(|at| at.elapsed() > Duration::from_secs(60));
                 if stale {
                     // Register, then claim once more before blocking: a job committed after
@@ -520,7 +553,7 @@ async fn claimer(
                                 continue;
                             }
                         }
-                        Err(_) => Counters::add(&shared.stats.errors, 1),
+                        Err(e) => shared.database_error("wait_start", &e.to_string()),
                     }
                 }
             }
@@ -533,7 +566,10 @@ async fn claimer(
         }
     }
     if waiting_since.is_some() {
-        let _ = shared.queue.wait_end(&shared.db, &shared.id).await;
+        // Left registered, the row only costs inserts a NOTIFY until it goes stale (60s).
+        if let Err(e) = shared.queue.wait_end(&shared.db, &shared.id).await {
+            shared.database_error("wait_end", &e.to_string());
+        }
     }
 }
 
@@ -550,8 +586,8 @@ async fn idle_wait(shared: &Shared, got: usize) -> Duration {
             until.clamp(Duration::from_millis(1), poll)
         }
         Ok(None) => poll,
-        Err(_) => {
-            Counters::add(&shared.stats.errors, 1);
+        Err(e) => {
+            shared.database_error("next_visible_at", &e.to_string());
             poll
         }
     }
@@ -722,7 +758,7 @@ async fn settle(shared: &Shared, batch: &mut Vec<Outcome>) {
         .await;
         match result {
             Ok(()) => return,
-            Err(_) => Counters::add(&stats.errors, 1),
+            Err(e) => shared.database_error("settle", &e.to_string()),
         }
     }
 }
@@ -761,43 +797,94 @@ async fn heartbeat(shared: Arc<Shared>, mut halt: watch::Receiver<bool>) {
                 drop(inflight);
                 Counters::add(&shared.stats.lost_leases, due.len() - held.len());
             }
-            Err(_) => Counters::add(&shared.stats.errors, 1),
+            Err(e) => shared.database_error("extend_lease", &e.to_string()),
         }
     }
 }
 
 async fn listener(shared: Arc<Shared>, channel: &'static str, mut halt: watch::Receiver<bool>) {
-    use sea_orm::sqlx::postgres::PgListener;
-    let pool = shared.db.get_postgres_connection_pool().clone();
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+    let table = shared.queue.def().table;
+    let options: PgConnectOptions = match &shared.config.listen_url {
+        Some(url) => match url.parse() {
+            Ok(options) => options,
+            Err(e) => {
+                tracing::error!(queue = table, error = %e, "pgstack worker: `listen_url` is not a PostgreSQL URL; polling instead of listening");
+                return;
+            }
+        },
+        None => (*shared.db.get_postgres_connection_pool().connect_options()).clone(),
+    };
+    // A pool of one of its own: LISTEN state never reaches the application's pool.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with(options.clone());
+    let mut failures = 0u32;
     loop {
         let connected = async {
             let mut listener = PgListener::connect_with(&pool).await?;
+            // LISTEN through a transaction pooler reaches a server connection the pooler then
+            // gives to other clients: only listen where the server is the one we dialled.
+            let row: (Option<i32>,) = sea_orm::sqlx::query_as("SELECT inet_server_port()")
+                .fetch_one(&mut listener)
+                .await?;
+            let direct = options.get_socket().is_some()
+                || row.0.is_none()
+                || row.0 == Some(i32::from(options.get_port()));
+            if !direct {
+                return Ok(Err((options.get_port(), row.0.unwrap_or_default())));
+            }
             listener.listen(channel).await?;
-            Ok::<_, sea_orm::sqlx::Error>(listener)
+            Ok::<_, sea_orm::sqlx::Error>(Ok(listener))
         }
         .await;
         let mut listener = match connected {
-            Ok(listener) => listener,
-            Err(_) => {
-                Counters::add(&shared.stats.errors, 1);
+            Ok(Ok(listener)) => listener,
+            Ok(Err((dialled, server))) => {
+                tracing::warn!(
+                    queue = table,
+                    dialled_port = dialled,
+                    server_port = server,
+                    poll_interval_ms = shared.config.poll_interval.as_millis() as u64,
+                    "pgstack worker: the LISTEN connection goes through a pooler or proxy (it \
+                     dialled port {dialled}, the server listens on {server}); polling instead. \
+                     Give the worker a direct URL with `listen_url` for NOTIFY wake-ups"
+                );
+                pool.close().await;
+                return;
+            }
+            Err(e) => {
+                shared.database_error("listen", &e.to_string());
+                failures = (failures + 1).min(5);
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = tokio::time::sleep(Duration::from_millis(200 << failures)) => continue,
                     _ = halt.changed() => return,
                 }
             }
         };
+        failures = 0;
+        shared.listening.store(true, Ordering::Relaxed);
         // Anything enqueued while we were not listening is found by this wake-up.
         shared.wake.notify_one();
         loop {
             tokio::select! {
                 received = listener.recv() => match received {
                     Ok(_) => shared.wake.notify_one(),
-                    Err(_) => {
-                        Counters::add(&shared.stats.errors, 1);
+                    Err(e) => {
+                        shared.listening.store(false, Ordering::Relaxed);
+                        shared.database_error("listen", &e.to_string());
                         break;
                     }
                 },
-                _ = halt.changed() => return,
+                _ = halt.changed() => {
+                    shared.listening.store(false, Ordering::Relaxed);
+                    drop(listener);
+                    pool.close().await;
+                    return;
+                }
             }
         }
     }
@@ -805,8 +892,8 @@ async fn listener(shared: Arc<Shared>, channel: &'static str, mut halt: watch::R
 
 async fn maintenance(shared: Arc<Shared>, mut halt: watch::Receiver<bool>) {
     loop {
-        if shared.queue.maintain(&shared.db).await.is_err() {
-            Counters::add(&shared.stats.errors, 1);
+        if let Err(e) = shared.queue.maintain(&shared.db).await {
+            shared.database_error("maintain", &e.to_string());
         }
         tokio::select! {
             _ = tokio::time::sleep(shared.config.maintenance_interval) => {}

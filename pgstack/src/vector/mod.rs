@@ -42,6 +42,8 @@ use chrono::{DateTime, FixedOffset};
 use sea_orm::prelude::Uuid;
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
 
+use crate::cluster::Route;
+
 pub use embedder::{EmbedFuture, Embedder, HashEmbedder};
 #[cfg(feature = "openai")]
 pub use embedder::{OpenAiConfig, OpenAiEmbedder};
@@ -445,15 +447,12 @@ pub trait Embedded: Sized + Send + Sync + 'static {
     }
 
     /// Inserts or replaces this row.
-    fn upsert<'a, C: ConnectionTrait>(
-        &'a self,
-        db: &'a C,
-    ) -> impl Future<Output = Result<()>> + Send + 'a {
+    fn upsert<'a, C: Route>(&'a self, db: &'a C) -> impl Future<Output = Result<()>> + Send + 'a {
         async move { Self::collection().upsert(db, &self.to_record()?).await }
     }
 
     /// Inserts or replaces many rows in large statements; returns how many were written.
-    fn upsert_many<'a, C: ConnectionTrait>(
+    fn upsert_many<'a, C: Route>(
         db: &'a C,
         items: &'a [Self],
     ) -> impl Future<Output = Result<u64>> + Send + 'a {
@@ -465,7 +464,7 @@ pub trait Embedded: Sized + Send + Sync + 'static {
     }
 
     /// [`Embedded::upsert_many`], reporting progress (e.g. to a [`ProgressBar`]).
-    fn upsert_many_with_progress<'a, C: ConnectionTrait, P: Progress + Send>(
+    fn upsert_many_with_progress<'a, C: Route, P: Progress + Send>(
         db: &'a C,
         items: &'a [Self],
         progress: &'a mut P,
@@ -478,7 +477,7 @@ pub trait Embedded: Sized + Send + Sync + 'static {
     }
 
     /// The row with this key, embedding included.
-    fn get<'a, C: ConnectionTrait>(
+    fn get<'a, C: Route>(
         db: &'a C,
         key: impl Into<Key> + Send + 'a,
     ) -> impl Future<Output = Result<Option<Self>>> + Send + 'a {
@@ -491,7 +490,7 @@ pub trait Embedded: Sized + Send + Sync + 'static {
     }
 
     /// Deletes the row with this key; false when there was none.
-    fn delete<'a, C: ConnectionTrait>(
+    fn delete<'a, C: Route>(
         db: &'a C,
         key: impl Into<Key> + Send + 'a,
     ) -> impl Future<Output = Result<bool>> + Send + 'a {
@@ -499,7 +498,7 @@ pub trait Embedded: Sized + Send + Sync + 'static {
     }
 
     /// Nearest neighbours, closest first.
-    fn search<'a, C: ConnectionTrait>(
+    fn search<'a, C: Route>(
         db: &'a C,
         search: &'a Search,
     ) -> impl Future<Output = Result<Vec<Hit<Self>>>> + Send + 'a {
@@ -520,7 +519,7 @@ pub trait Embedded: Sized + Send + Sync + 'static {
     }
 
     /// Semantic and full-text rankings fused, best first.
-    fn hybrid<'a, C: ConnectionTrait>(
+    fn hybrid<'a, C: Route>(
         db: &'a C,
         hybrid: &'a Hybrid,
     ) -> impl Future<Output = Result<Vec<HybridHit<Self>>>> + Send + 'a {
@@ -891,11 +890,7 @@ impl Collection {
     }
 
     /// Creates the partitions of tenants this process has not written yet.
-    async fn ensure_partitions<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        tenants: &[String],
-    ) -> Result<()> {
+    async fn ensure_partitions<C: Route>(&self, db: &C, tenants: &[String]) -> Result<()> {
         let missing: Vec<String> = {
             let known = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
             tenants
@@ -905,12 +900,13 @@ impl Collection {
                 .collect()
         };
         for tenant in missing {
-            db.execute_raw(stmt(
-                &self.sql()?.ensure_partition,
-                vec![self.def.table.into(), tenant.clone().into()],
-            ))
-            .await
-            .in_facility(self.facility())?;
+            db.write()
+                .execute_raw(stmt(
+                    &self.sql()?.ensure_partition,
+                    vec![self.def.table.into(), tenant.clone().into()],
+                ))
+                .await
+                .in_facility(self.facility())?;
             self.tenants
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -927,7 +923,7 @@ impl Collection {
     }
 
     /// Writes one chunk (a JSON array) and returns the written keys with their versions.
-    async fn write_chunk<C: ConnectionTrait>(
+    async fn write_chunk<C: Route>(
         &self,
         db: &C,
         json: String,
@@ -937,14 +933,15 @@ impl Collection {
         let sql = &self.sql()?.upsert;
         // Kept for a retry only where one can happen.
         let retry = self.def.partition_by.is_some().then(|| json.clone());
-        match db.query_all_raw(stmt(sql, vec![json.into()])).await {
+        match db.write().query_all_raw(stmt(sql, vec![json.into()])).await {
             Ok(rows) => Ok(rows),
             // A partition this process created was rolled back or dropped: create it again.
             Err(e) if e.to_string().contains("no partition of relation") => match retry {
                 Some(json) => {
                     self.forget_partitions();
                     self.ensure_partitions(db, tenants).await?;
-                    db.query_all_raw(stmt(sql, vec![json.into()]))
+                    db.write()
+                        .query_all_raw(stmt(sql, vec![json.into()]))
                         .await
                         .in_facility(self.facility())
                 }
@@ -971,7 +968,7 @@ impl Collection {
         progress: &mut P,
     ) -> Result<u64>
     where
-        C: ConnectionTrait,
+        C: Route,
         R: std::borrow::Borrow<Record>,
         I: Iterator<Item = Result<R>> + Send,
         P: Progress + Send + ?Sized,
@@ -990,7 +987,7 @@ impl Collection {
         mut written: W,
     ) -> Result<u64>
     where
-        C: ConnectionTrait,
+        C: Route,
         R: std::borrow::Borrow<Record>,
         I: Iterator<Item = Result<R>> + Send,
         P: Progress + Send + ?Sized,
@@ -1027,20 +1024,20 @@ impl Collection {
     }
 
     /// Inserts or replaces one row (all fields; a missing field is stored as NULL).
-    pub async fn upsert<C: ConnectionTrait>(&self, db: &C, record: &Record) -> Result<()> {
+    pub async fn upsert<C: Route>(&self, db: &C, record: &Record) -> Result<()> {
         self.load(db, 1, std::iter::once(Ok(record)), &mut ())
             .await
             .map(|_| ())
     }
 
     /// Inserts or replaces many rows in large statements; returns how many were written.
-    pub async fn upsert_many<C: ConnectionTrait>(&self, db: &C, records: &[Record]) -> Result<u64> {
+    pub async fn upsert_many<C: Route>(&self, db: &C, records: &[Record]) -> Result<u64> {
         self.load(db, records.len(), records.iter().map(Ok), &mut ())
             .await
     }
 
     /// [`Collection::upsert_many`], reporting progress (e.g. to a [`ProgressBar`]).
-    pub async fn upsert_many_with_progress<C: ConnectionTrait, P: Progress + Send + ?Sized>(
+    pub async fn upsert_many_with_progress<C: Route, P: Progress + Send + ?Sized>(
         &self,
         db: &C,
         records: &[Record],
@@ -1051,13 +1048,10 @@ impl Collection {
     }
 
     /// The row with this key, embedding included.
-    pub async fn get<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        key: impl Into<Key>,
-    ) -> Result<Option<Record>> {
+    pub async fn get<C: Route>(&self, db: &C, key: impl Into<Key>) -> Result<Option<Record>> {
         let values = self.key_values(&key.into())?;
         let row = db
+            .read()
             .query_one_raw(stmt(&self.sql()?.get, values))
             .await
             .in_facility(self.facility())?;
@@ -1065,9 +1059,10 @@ impl Collection {
     }
 
     /// Deletes the row with this key; false when there was none.
-    pub async fn delete<C: ConnectionTrait>(&self, db: &C, key: impl Into<Key>) -> Result<bool> {
+    pub async fn delete<C: Route>(&self, db: &C, key: impl Into<Key>) -> Result<bool> {
         let values = self.key_values(&key.into())?;
         let result = db
+            .write()
             .execute_raw(stmt(&self.sql()?.delete, values))
             .await
             .in_facility(self.facility())?;
@@ -1075,13 +1070,13 @@ impl Collection {
     }
 
     /// How many rows the collection holds.
-    pub async fn count<C: ConnectionTrait>(&self, db: &C) -> Result<u64> {
+    pub async fn count<C: Route>(&self, db: &C) -> Result<u64> {
         self.count_rows(db, stmt(&self.sql()?.count, Vec::new()))
             .await
     }
 
     /// How many rows one tenant of a partitioned collection holds.
-    pub async fn count_tenant<C: ConnectionTrait>(
+    pub async fn count_tenant<C: Route>(
         &self,
         db: &C,
         tenant: impl Into<serde_json::Value>,
@@ -1097,8 +1092,9 @@ impl Collection {
             .await
     }
 
-    async fn count_rows<C: ConnectionTrait>(&self, db: &C, statement: Statement) -> Result<u64> {
+    async fn count_rows<C: Route>(&self, db: &C, statement: Statement) -> Result<u64> {
         let row = db
+            .read()
             .query_one_raw(statement)
             .await
             .in_facility(self.facility())?;
@@ -1110,7 +1106,7 @@ impl Collection {
     }
 
     /// Stores an embedding for an existing row; false when the row does not exist.
-    pub async fn set_embedding<C: ConnectionTrait>(
+    pub async fn set_embedding<C: Route>(
         &self,
         db: &C,
         key: impl Into<Key>,
@@ -1121,6 +1117,7 @@ impl Collection {
         values.push(embedding.to_sql_text().into());
         let update = &self.sql()?.set_embedding;
         let result = db
+            .write()
             .execute_raw(stmt(update, values))
             .await
             .in_facility(self.facility())?;
@@ -1157,11 +1154,12 @@ pub struct BulkLoad {
 
 impl Collection {
     /// The ANN index definitions of the collection's table (`pg_get_indexdef`), by name.
-    async fn ann_indexes<C: ConnectionTrait>(&self, db: &C) -> Result<Vec<(String, String)>> {
+    async fn ann_indexes<C: Route>(&self, db: &C) -> Result<Vec<(String, String)>> {
         let sql = "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def \
                    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
                    WHERE i.indrelid = to_regclass($1) AND a.amname IN ('hnsw', 'ivfflat')";
         let rows = db
+            .primary()
             .query_all_raw(stmt(sql, vec![self.sql()?.table.clone().into()]))
             .await
             .in_facility(self.facility())?;

@@ -26,6 +26,8 @@
 use std::sync::Arc;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+use crate::cluster::Route;
 use serde::{Deserialize, Serialize};
 
 use super::{Collection, Embedder, Embedding, FieldKind, Record};
@@ -137,7 +139,7 @@ impl EmbeddingPipeline {
 
     /// Writes the records with their embeddings left NULL (any given is ignored) and enqueues
     /// jobs to embed them, through `db`: pass a transaction to commit both together.
-    pub async fn upsert<C: ConnectionTrait>(&self, db: &C, records: &[Record]) -> Result<u64> {
+    pub async fn upsert<C: Route>(&self, db: &C, records: &[Record]) -> Result<u64> {
         self.check()?;
         let collection = self.collection;
         let partitioned = collection.def().partition_by;
@@ -172,7 +174,7 @@ impl EmbeddingPipeline {
         Ok(n)
     }
 
-    async fn enqueue<C: ConnectionTrait>(&self, db: &C, rows: Vec<EmbedRow>) -> Result<()> {
+    async fn enqueue<C: Route>(&self, db: &C, rows: Vec<EmbedRow>) -> Result<()> {
         let mut jobs = Vec::new();
         for chunk in rows.chunks(self.rows_per_job) {
             jobs.push(NewJob::json(
@@ -191,7 +193,7 @@ impl EmbeddingPipeline {
 
     /// Enqueues jobs for every row still without an embedding (after a crash between a
     /// write and its enqueue, or for rows written with `upsert` and no embedding).
-    pub async fn backfill<C: ConnectionTrait>(&self, db: &C) -> Result<u64> {
+    pub async fn backfill<C: Route>(&self, db: &C) -> Result<u64> {
         self.check()?;
         let def = self.collection.def();
         let sql = self.collection.sql()?;
@@ -205,6 +207,7 @@ impl EmbeddingPipeline {
             sql.table
         );
         let found = db
+            .write()
             .query_all_raw(stmt(&select, Vec::new()))
             .await
             .in_facility(def.table)?;
@@ -263,7 +266,7 @@ impl EmbeddingPipeline {
 
     /// Embeds the job's rows that are still at their version and stores the embeddings;
     /// returns how many were stored.
-    pub async fn process<C: ConnectionTrait>(
+    pub async fn process<C: Route>(
         &self,
         db: &C,
         embedder: &dyn Embedder,
@@ -312,6 +315,7 @@ impl EmbeddingPipeline {
             table = sql.table
         );
         let current = db
+            .write()
             .query_all_raw(stmt(&select, vec![Self::rows_json(&job.rows, None).into()]))
             .await
             .in_facility(def.table)?;
@@ -356,6 +360,7 @@ impl EmbeddingPipeline {
             vtype = sql.vtype,
         );
         let result = db
+            .write()
             .execute_raw(stmt(
                 &update,
                 vec![Self::rows_json(&rows, Some(&encoded)).into()],

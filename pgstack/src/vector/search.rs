@@ -21,6 +21,8 @@
 
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 
+use crate::cluster::Route;
+
 use super::{Collection, Embedding, FieldKind, IndexDef, Key, Record};
 use crate::error::{DbContext, Error, Result};
 use crate::ident::Ident;
@@ -508,7 +510,7 @@ impl Collection {
     /// Whether at most `below` rows match the filters: counted (through their B-tree, up to
     /// `below + 1`) the first time a filter with these values is seen, then remembered for
     /// [`SELECTIVITY_TTL`]. A stale answer only changes the strategy, never the rows' validity.
-    async fn few_match<C: ConnectionTrait>(
+    async fn few_match<C: Route>(
         &self,
         db: &C,
         filters: &[Filter],
@@ -534,6 +536,7 @@ impl Collection {
             u64::from(below) + 1
         );
         let row = db
+            .read()
             .query_one_raw(stmt(&sql, params.0))
             .await
             .in_facility(self.facility())?;
@@ -559,17 +562,13 @@ impl Collection {
 
     /// The `k` rows nearest the query, closest first. Each hit's `item.embedding` is `None`
     /// unless the search asked [`Search::with_embeddings`].
-    pub async fn search<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        search: &Search,
-    ) -> Result<Vec<Hit<Record>>> {
+    pub async fn search<C: Route>(&self, db: &C, search: &Search) -> Result<Vec<Hit<Record>>> {
         self.search_with(db, search, search.with_embeddings).await
     }
 
     /// [`Collection::search`], selecting the embeddings when `embeddings` (typed searches whose
     /// type holds a required embedding always do).
-    pub(crate) async fn search_with<C: ConnectionTrait>(
+    pub(crate) async fn search_with<C: Route>(
         &self,
         db: &C,
         search: &Search,
@@ -713,6 +712,7 @@ impl Collection {
         let statement =
             format!("SELECT * FROM ({inner}) AS \"hits\"{outer_where} ORDER BY \"distance\" + 0");
         let rows = db
+            .read()
             .query_all_raw(stmt(&statement, params.0))
             .await
             .in_facility(self.facility())?;
@@ -728,7 +728,7 @@ impl Collection {
 
     /// Semantic and full-text rankings fused by reciprocal rank fusion, best first. Each hit's
     /// `item.embedding` is `None` unless the search asked [`Hybrid::with_embeddings`].
-    pub async fn hybrid<C: ConnectionTrait>(
+    pub async fn hybrid<C: Route>(
         &self,
         db: &C,
         hybrid: &Hybrid,
@@ -737,7 +737,7 @@ impl Collection {
     }
 
     /// [`Collection::hybrid`], selecting the embeddings when `embeddings`.
-    pub(crate) async fn hybrid_with<C: ConnectionTrait>(
+    pub(crate) async fn hybrid_with<C: Route>(
         &self,
         db: &C,
         hybrid: &Hybrid,
@@ -845,6 +845,7 @@ impl Collection {
             language = language.replace('\'', "''"),
         );
         let rows = db
+            .read()
             .query_all_raw(stmt(&statement, params.0))
             .await
             .in_facility(self.facility())?;
