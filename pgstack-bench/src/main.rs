@@ -158,7 +158,8 @@ async fn bench_database(
     let db = connect(&url, 64).await?;
     let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pgstack.toml");
     let project = pgstack_gen::project::Project::open(&spec)?;
-    pgstack::migrate::apply(&db, &project.migrations()?).await?;
+    let migrations = pgstack_gen::cli::sql_migrations(project.migrations()?);
+    pgstack::migrate::apply(&db, &migrations).await?;
     eprintln!("pgstack-bench: database {BENCH_DATABASE} ready");
     Ok(db)
 }

@@ -110,28 +110,7 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
                 ),
             );
         } else {
-            let schema = &loaded.spec.project.schema;
-            let table = &c.name;
-            let ttl = match c.default_ttl {
-                Some(d) => {
-                    let ms = d.as_millis();
-                    quote!(::core::option::Option::Some(#ms))
-                }
-                None => quote!(::core::option::Option::None),
-            };
-            let max = match c.max_entries {
-                Some(n) => quote!(::core::option::Option::Some(#n)),
-                None => quote!(::core::option::Option::None),
-            };
-            let def = quote! {
-                ::pgstack::__private::CacheDef {
-                    schema: #schema,
-                    table: #table,
-                    value: ::pgstack::__private::ValueKind::Jsonb,
-                    default_ttl_ms: #ttl,
-                    max_entries: #max,
-                }
-            };
+            let def = pgstack_spec::defs::cache_def(&loaded.spec.project.schema, c);
             definition = Some((def, loaded.track));
         }
     }
@@ -143,6 +122,7 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
     match definition {
         Some((def, track)) if !cx.has_errors() => quote! {
             const _: () = {
+                use ::core::option::Option::{None, Some};
                 #track
                 static CACHE: #private::Cache = #private::Cache::new(#def);
 

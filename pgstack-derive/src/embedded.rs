@@ -167,16 +167,7 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
     if cx.has_errors() {
         return fallback(input, cx);
     }
-    let def: syn::Expr = match syn::parse_str(&v.collection_def(&schema)) {
-        Ok(def) => def,
-        Err(e) => {
-            cx.error_spanned_by(
-                &input.ident,
-                format!("pgstack bug: cannot parse the collection definition: {e}"),
-            );
-            return fallback(input, cx);
-        }
-    };
+    let def = pgstack_spec::defs::collection_def(&schema, &v);
 
     let check = quote!(::pgstack::vector::check);
     let mut assertions = Vec::new();
@@ -256,6 +247,7 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
     let private = quote!(::pgstack::__private);
     quote! {
         const _: () = {
+            use ::core::option::Option::{None, Some};
             #track
             static COLLECTION: #private::Collection = #private::Collection::new(#def);
 

@@ -1,7 +1,7 @@
 //! `#[derive(Queue)]`: implements `pgstack::queue::Job` with the queue's definition read from
 //! the spec, so typed jobs need no generated module to be in scope.
 
-use pgstack_spec::{BackoffKind, FacilityKind, FacilityRef, ValueType};
+use pgstack_spec::{FacilityKind, FacilityRef, ValueType};
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::DeriveInput;
@@ -49,7 +49,10 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
                 ),
             );
         } else {
-            definition = Some((def_tokens(&loaded.spec.project.schema, q), loaded.track));
+            definition = Some((
+                pgstack_spec::defs::queue_def(&loaded.spec.project.schema, q),
+                loaded.track,
+            ));
         }
     }
 
@@ -59,6 +62,7 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
     match definition {
         Some((def, track)) if !cx.has_errors() => quote! {
             const _: () = {
+                use ::core::option::Option::{None, Some};
                 #track
                 static QUEUE: #private::Queue = #private::Queue::new(#def);
 
@@ -89,61 +93,6 @@ pub fn expand(input: &DeriveInput) -> TokenStream {
                     }
                 };
             }
-        }
-    }
-}
-
-/// The `QueueDef` literal, field for field what `pgstack-gen` writes into the queue's module.
-fn def_tokens(schema: &str, q: &pgstack_spec::Queue) -> TokenStream {
-    let private = quote!(::pgstack::__private);
-    let table = &q.name;
-    let vt = q.visibility_timeout.as_millis();
-    let max_attempts = q.max_attempts;
-    let kind = match q.backoff.kind {
-        BackoffKind::Exponential => quote!(Exponential),
-        BackoffKind::Linear => quote!(Linear),
-        BackoffKind::Fixed => quote!(Fixed),
-    };
-    let initial = q.backoff.initial.as_millis();
-    let max = q.backoff.max.as_millis();
-    let jitter = q.backoff.jitter;
-    let dead_letter = q.dead_letter;
-    let priorities = q.priorities;
-    let unique = q.unique;
-    let channel = if q.notify {
-        let channel = pgstack_spec::names::queue_channel(schema, table);
-        quote!(::core::option::Option::Some(#channel))
-    } else {
-        quote!(::core::option::Option::None)
-    };
-    let archive = match &q.archive {
-        Some(a) => {
-            let (retention, partition) = (a.retention.as_millis(), a.partition.as_millis());
-            quote!(::core::option::Option::Some(#private::ArchiveDef {
-                retention_ms: #retention,
-                partition_ms: #partition,
-            }))
-        }
-        None => quote!(::core::option::Option::None),
-    };
-    quote! {
-        #private::QueueDef {
-            schema: #schema,
-            table: #table,
-            payload: #private::ValueKind::Jsonb,
-            visibility_timeout_ms: #vt,
-            max_attempts: #max_attempts,
-            backoff: #private::Backoff {
-                kind: #private::BackoffKind::#kind,
-                initial_ms: #initial,
-                max_ms: #max,
-                jitter: #jitter,
-            },
-            dead_letter: #dead_letter,
-            priorities: #priorities,
-            unique: #unique,
-            notify_channel: #channel,
-            archive: #archive,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::GenError;
-use crate::project::{Fix, Project};
+use crate::project::{Fix, MigrationFile, Project};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -217,14 +217,13 @@ fn migrate(spec: &Path, database_url: Option<String>, out: &mut dyn Write) -> Re
     let project = Project::open(spec)?;
     let migrations = project.migrations()?;
     let Some(url) = database_url else {
-        return Err(GenError::Connect(
-            "no database given: pass --database-url or set DATABASE_URL".to_string(),
-        ));
+        return Err(GenError::NoDatabaseUrl);
     };
+    let migrations = sql_migrations(migrations);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| GenError::Connect(format!("cannot start the async runtime: {e}")))?;
+        .map_err(GenError::Runtime)?;
     let report = runtime.block_on(async {
         let mut options = sea_orm::ConnectOptions::new(url.as_str());
         options
@@ -235,7 +234,9 @@ fn migrate(spec: &Path, database_url: Option<String>, out: &mut dyn Write) -> Re
         let db = sea_orm::Database::connect(options)
             .await
             .map_err(|e| GenError::Connect(e.to_string()))?;
-        let report = pgstack::migrate::apply(&db, &migrations).await?;
+        let report = pgstack::migrate::apply(&db, &migrations)
+            .await
+            .map_err(|e| GenError::Migrate(Box::new(e)))?;
         db.close().await.ok();
         Ok::<_, GenError>(report)
     })?;
@@ -251,6 +252,19 @@ fn migrate(spec: &Path, database_url: Option<String>, out: &mut dyn Write) -> Re
         )?;
     }
     Ok(OK)
+}
+
+/// Migration files as the runtime applies them (`pgstack::migrate::apply`). This module is
+/// the generator's one link to the runtime.
+pub fn sql_migrations(files: Vec<MigrationFile>) -> Vec<pgstack::migrate::SqlMigration> {
+    files
+        .into_iter()
+        .map(|m| pgstack::migrate::SqlMigration {
+            name: m.name,
+            file: m.file,
+            up_sql: m.up_sql,
+        })
+        .collect()
 }
 
 /// A path relative to the working directory, as the user would type it.

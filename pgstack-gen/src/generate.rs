@@ -85,6 +85,7 @@ pub fn generate(
     allow_destructive: bool,
 ) -> Result<Generation, GenError> {
     let desired = facility::desired_schema(spec)?;
+    let modules = facility::accessor_modules(spec, &desired, layout.spec_file)?;
     let empty = State::empty();
     let recorded = recorded.unwrap_or(&empty);
     let plan = diff(&recorded.schema, &desired)?;
@@ -125,7 +126,7 @@ pub fn generate(
     }
 
     files.extend(migration_crate_files(spec, layout, &state)?);
-    for module in facility::accessor_modules(spec, layout.spec_file)? {
+    for module in modules {
         files.push(OutputFile {
             path: format!("{}/{}", layout.accessors_dir, module.name),
             contents: module.contents,

@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use pgstack::migrate::SqlMigration;
 use pgstack_spec::{LoadError, Spec};
 
 use crate::checksum::checksum;
@@ -50,6 +49,16 @@ pub struct Mismatch {
     pub file: Option<String>,
 }
 
+/// A recorded migration's up SQL, read from disk and checked against its checksum.
+#[derive(Clone, Debug)]
+pub struct MigrationFile {
+    /// The version `seaql_migrations` records.
+    pub name: String,
+    /// The SQL file, as errors show it (relative to the working folder when it can be).
+    pub file: String,
+    pub up_sql: String,
+}
+
 /// What fixes a [`Mismatch`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fix {
@@ -64,7 +73,10 @@ impl Project {
     pub fn open(spec_path: &Path) -> Result<Project, GenError> {
         let spec = Spec::load(spec_path).map_err(|e| match e {
             LoadError::Invalid(errors) => GenError::Spec(errors),
-            LoadError::Read { path, source } => GenError::Read { path, source },
+            LoadError::Read { path, source } => GenError::Read {
+                path,
+                cause: source,
+            },
             other => GenError::State(other.to_string()),
         })?;
         let root = spec_path
@@ -88,7 +100,7 @@ impl Project {
             Err(source) => {
                 return Err(GenError::Read {
                     path: state_path.display().to_string(),
-                    source,
+                    cause: source,
                 });
             }
         };
@@ -120,7 +132,7 @@ impl Project {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(GenError::Read {
                 path: rel.to_string(),
-                source,
+                cause: source,
             }),
         }
     }
@@ -168,7 +180,7 @@ impl Project {
             write_atomic(&self.root.join(&file.path), &file.contents).map_err(|source| {
                 GenError::Write {
                     path: file.path.clone(),
-                    source,
+                    cause: source,
                 }
             })?;
             report.written.push(file.path.clone());
@@ -176,7 +188,7 @@ impl Project {
         for rel in stale {
             fs::remove_file(self.root.join(&rel)).map_err(|source| GenError::Write {
                 path: rel.clone(),
-                source,
+                cause: source,
             })?;
             report.removed.push(rel);
         }
@@ -303,7 +315,7 @@ impl Project {
     }
 
     /// The recorded migrations with their SQL read from disk, each checked against its checksum.
-    pub fn migrations(&self) -> Result<Vec<SqlMigration>, GenError> {
+    pub fn migrations(&self) -> Result<Vec<MigrationFile>, GenError> {
         let Some(state) = &self.state else {
             return Ok(Vec::new());
         };
@@ -324,7 +336,7 @@ impl Project {
                          help: restore it from version control"
                     )));
                 }
-                Ok(SqlMigration {
+                Ok(MigrationFile {
                     name: migration.name.clone(),
                     file: {
                         let path = self.root.join(&rel);

@@ -225,18 +225,7 @@ pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-/// An object name derived from a table and a suffix, kept within PostgreSQL's 63 bytes: when
-/// too long, the table part is shortened and a stable hash of the full name keeps it unique.
-pub fn object_name(table: &str, suffix: &str) -> String {
-    let full = format!("{table}_{suffix}");
-    if full.len() <= pgstack_spec::names::MAX_IDENT_BYTES {
-        return full;
-    }
-    let hash = format!("{:08x}", crate::checksum::fnv1a64(full.as_bytes()) as u32);
-    let keep = pgstack_spec::names::MAX_IDENT_BYTES - suffix.len() - hash.len() - 2;
-    let table_part = &table[..keep.min(table.len())];
-    format!("{table_part}_{hash}_{suffix}")
-}
+pub use pgstack_spec::names::object_name;
 
 #[cfg(test)]
 mod tests {

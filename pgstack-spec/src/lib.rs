@@ -17,6 +17,7 @@
 //! boundary), then every table is read with the keys it allows, defaults applied and names
 //! checked. Errors are collected, never returned early, and each carries `path:line:column`.
 
+pub mod defs;
 mod duration;
 mod error;
 mod model;

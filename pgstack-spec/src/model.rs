@@ -520,20 +520,6 @@ impl FieldType {
             FieldType::Jsonb => "jsonb",
         }
     }
-
-    /// The Rust type a value of this column maps to (through `sea_orm::prelude`).
-    pub const fn rust(self) -> &'static str {
-        match self {
-            FieldType::Text => "String",
-            FieldType::Bigint => "i64",
-            FieldType::Integer => "i32",
-            FieldType::Boolean => "bool",
-            FieldType::Double => "f64",
-            FieldType::Timestamptz => "DateTimeWithTimeZone",
-            FieldType::Uuid => "Uuid",
-            FieldType::Jsonb => "Json",
-        }
-    }
 }
 
 impl Spec {
@@ -552,71 +538,6 @@ impl Spec {
     /// The facility called `name`, of any kind.
     pub fn facility(&self, name: &str) -> Option<FacilityRef<'_>> {
         self.facilities().find(|f| f.name() == name)
-    }
-}
-
-impl Vector {
-    /// The `::pgstack::vector::CollectionDef` expression describing this collection, as Rust
-    /// source. The generator writes it into accessor modules and `#[derive(Embedded)]` parses it,
-    /// so both describe a collection identically.
-    pub fn collection_def(&self, schema: &str) -> String {
-        let p = "::pgstack::vector";
-        let kind = |ty: FieldType| format!("{p}::FieldKind::{}", field_kind_variant(ty));
-        let index = match self.index {
-            VectorIndex::Hnsw { ef_search, .. } => {
-                format!("{p}::IndexDef::Hnsw {{ ef_search: {ef_search} }}")
-            }
-            VectorIndex::Ivfflat { lists, probes } => {
-                format!("{p}::IndexDef::IvfFlat {{ lists: {lists}, probes: {probes} }}")
-            }
-            VectorIndex::None => format!("{p}::IndexDef::None"),
-        };
-        let fields: Vec<String> = self
-            .fields
-            .iter()
-            .map(|f| {
-                // The partition key has no B-tree: partition pruning serves it.
-                let indexed = f.index && self.partition_by.as_deref() != Some(f.name.as_str());
-                format!(
-                    "{p}::FieldDef {{ name: {:?}, kind: {}, indexed: {indexed} }}",
-                    f.name,
-                    kind(f.ty),
-                )
-            })
-            .collect();
-        let opt = |s: Option<&str>| match s {
-            Some(s) => format!("::core::option::Option::Some({s:?})"),
-            None => "::core::option::Option::None".to_string(),
-        };
-        let full_text = (!self.full_text.is_empty()).then_some(self.language.as_str());
-        let text_fields: Vec<String> = self.full_text.iter().map(|f| format!("{f:?}")).collect();
-        format!(
-            "{p}::CollectionDef {{ schema: {schema:?}, table: {table:?}, dimensions: {dims}, \
-             element: {p}::Element::{element}, distance: {p}::Distance::{distance}, \
-             index: {index}, id: {id}, fields: &[{fields}], full_text: {full_text}, \
-             text_fields: &[{text_fields}], partition_by: {partition_by} }}",
-            table = self.name,
-            dims = self.dimensions,
-            element = match self.element {
-                Element::Vector => "Vector",
-                Element::Halfvec => "Halfvec",
-                Element::Bit => "Bit",
-                Element::Sparsevec => "Sparsevec",
-            },
-            distance = match self.distance {
-                Distance::Cosine => "Cosine",
-                Distance::L2 => "L2",
-                Distance::InnerProduct => "InnerProduct",
-                Distance::L1 => "L1",
-                Distance::Hamming => "Hamming",
-                Distance::Jaccard => "Jaccard",
-            },
-            id = kind(self.id.field_type()),
-            fields = fields.join(", "),
-            full_text = opt(full_text),
-            text_fields = text_fields.join(", "),
-            partition_by = opt(self.partition_by.as_deref()),
-        )
     }
 }
 

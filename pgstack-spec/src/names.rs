@@ -40,6 +40,31 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// An object name derived from a table and a suffix, kept within PostgreSQL's 63 bytes: when
+/// too long, the table part is shortened and a stable hash of the full name keeps it unique.
+pub fn object_name(table: &str, suffix: &str) -> String {
+    let full = format!("{table}_{suffix}");
+    if full.len() <= MAX_IDENT_BYTES {
+        return full;
+    }
+    let hash = format!("{:08x}", fnv1a64(full.as_bytes()) as u32);
+    let keep = MAX_IDENT_BYTES - suffix.len() - hash.len() - 2;
+    let table_part = &table[..keep.min(table.len())];
+    format!("{table_part}_{hash}_{suffix}")
+}
+
+/// The B-tree of a declared document field: `<table>_<field>_key` when unique,
+/// `<table>_<field>_idx` when indexed, none otherwise.
+pub fn document_field_index(table: &str, field: &crate::DocField) -> Option<String> {
+    if field.unique {
+        Some(object_name(table, &format!("{}_key", field.name)))
+    } else if field.index {
+        Some(object_name(table, &format!("{}_idx", field.name)))
+    } else {
+        None
+    }
+}
+
 /// The LISTEN/NOTIFY channel of a queue: `pgstack.<schema>.<queue>`, or with the schema
 /// replaced by a hash when that would pass PostgreSQL's 63-byte limit.
 pub fn queue_channel(schema: &str, queue: &str) -> String {

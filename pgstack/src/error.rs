@@ -1,4 +1,10 @@
 //! The runtime's one error type.
+//!
+//! Each message is a whole sentence that includes its cause (for a database error,
+//! PostgreSQL's message, SQLSTATE, detail and hint), so printing the error prints everything
+//! once. The cause is also kept as a field (`cause`) for code that wants to match on it;
+//! `std::error::Error::source` returns nothing, so a report that walks the chain does not
+//! print the cause a second time.
 
 use sea_orm::DbErr;
 
@@ -7,20 +13,15 @@ use sea_orm::DbErr;
 #[non_exhaustive]
 pub enum Error {
     /// The database refused or failed the statement.
-    #[error("database error in `{facility}`: {}", describe(source))]
-    Database {
-        facility: String,
-        #[source]
-        source: DbErr,
-    },
+    #[error("database error in `{facility}`: {}", describe(cause))]
+    Database { facility: String, cause: DbErr },
     /// A value could not be turned into JSON, or JSON read back did not fit the requested type.
-    #[error("cannot {direction} the value of `{facility}` {what}: {source}")]
+    #[error("cannot {direction} the value of `{facility}` {what}: {cause}")]
     Json {
         facility: String,
         direction: &'static str,
         what: String,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// An optimistic-concurrency check failed: someone else changed the row first.
     #[error(
@@ -34,12 +35,14 @@ pub enum Error {
         actual: Option<i64>,
     },
     /// A unique declared field already holds this value.
-    #[error("`{facility}` already has a document with this `{field}`; {source}")]
+    #[error(
+        "`{facility}` already has a document with this `{field}`; {}",
+        describe(cause)
+    )]
     Duplicate {
         facility: String,
         field: String,
-        #[source]
-        source: DbErr,
+        cause: DbErr,
     },
     /// A name that is not a safe SQL identifier reached the runtime.
     #[error(
@@ -57,12 +60,12 @@ pub enum Error {
     #[error(transparent)]
     Migration(Box<MigrationError>),
     /// A `get_or_compute` computation failed; nothing was stored.
-    #[error("computing `{key}` for `{facility}` failed: {source}")]
+    #[error("computing `{key}` for `{facility}` failed: {cause}")]
     Compute {
         facility: String,
         key: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// The computation's own error.
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// An embedder failed or returned something unusable.
     #[error("embedder `{embedder}`: {message}")]
@@ -76,7 +79,7 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 #[error(
     "migration `{name}` failed and was rolled back: {file}:{line}: `{statement}`: {}",
-    describe(source)
+    describe(cause)
 )]
 pub struct MigrationError {
     pub name: String,
@@ -87,8 +90,7 @@ pub struct MigrationError {
     pub line: usize,
     /// The failing statement's first line.
     pub statement: String,
-    #[source]
-    pub source: DbErr,
+    pub cause: DbErr,
 }
 
 /// Short alias used throughout the runtime.
@@ -101,9 +103,9 @@ pub(crate) trait DbContext<T> {
 
 impl<T> DbContext<T> for std::result::Result<T, DbErr> {
     fn in_facility(self, facility: &str) -> Result<T> {
-        self.map_err(|source| Error::Database {
+        self.map_err(|cause| Error::Database {
             facility: facility.to_string(),
-            source,
+            cause,
         })
     }
 }

@@ -37,7 +37,7 @@ impl JsonError {
                 facility: facility.to_string(),
                 direction: "encode",
                 what: what.to_string(),
-                source,
+                cause: source,
             },
         }
     }

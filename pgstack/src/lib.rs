@@ -10,6 +10,7 @@ pub mod cluster;
 mod coalesce;
 pub mod document;
 pub mod error;
+mod handle;
 pub mod ident;
 mod json;
 pub mod kv;
@@ -18,10 +19,12 @@ pub mod migrate;
 pub mod queue;
 pub mod rate_limit;
 mod sql;
+mod value;
 pub mod vector;
 
 pub use cluster::{Cluster, Route};
 pub use error::{Error, Result};
+pub use value::ValueKind;
 
 /// The derives: bind a type to a facility in `pgstack.toml`, checked at compile time.
 pub use pgstack_derive::{Cached, Embedded, Queue};

@@ -82,7 +82,7 @@ pub async fn apply(db: &DatabaseConnection, migrations: &[SqlMigration]) -> Resu
                         file: migration.file.clone(),
                         line,
                         statement: statement.first_line().to_string(),
-                        source,
+                        cause: source,
                     }))
                 })?;
         }

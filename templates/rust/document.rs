@@ -2,19 +2,7 @@
 //! `{{ schema }}.{{ document.name }}`.
 
 /// The `{{ document.name }}` collection; documents are any serde type that serializes to a JSON object.
-pub static STORE: ::pgstack::document::DocumentStore = ::pgstack::document::DocumentStore::new(::pgstack::document::DocumentDef {
-    schema: {{ schema | rust_str }},
-    table: {{ document.name | rust_str }},
-    fields: &[
-{%- for field in fields %}
-        ::pgstack::document::FieldDef {
-            name: {{ field.name | rust_str }},
-            unique: {{ field.unique }},
-            index_name: {% if field.index_name %}Some({{ field.index_name | rust_str }}){% else %}None{% endif %},
-        },
-{%- endfor %}
-    ],
-});
+pub static STORE: ::pgstack::document::DocumentStore = ::pgstack::document::DocumentStore::new({{ def }});
 
 /// Declared fields (generated columns), for `STORE.find_by` and `STORE.get_by`.
 pub mod fields {

@@ -2,11 +2,6 @@
 
 /// The `{{ kv.name }}` store: {% if kv.value == "jsonb" %}values are any serde type{% else %}values are bytes{% endif %}
 {%- if kv.expiry %}, with per-key expiry{% else %}, no expiry{% endif %}.
-pub static STORE: ::pgstack::kv::{{ store_type }} = ::pgstack::kv::{{ store_type }}::new(::pgstack::kv::KvDef {
-    schema: {{ schema | rust_str }},
-    table: {{ kv.name | rust_str }},
-    value: ::pgstack::kv::ValueKind::{{ value_kind }},
-    expiry: {{ kv.expiry }},
-});
+pub static STORE: ::pgstack::kv::{{ store_type }} = ::pgstack::kv::{{ store_type }}::new({{ def }});
 
 {% include "rust/entity.rs" %}

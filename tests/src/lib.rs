@@ -124,7 +124,8 @@ impl TestDb {
     pub async fn migrated_with_pool(connections: u32) -> TestDb {
         let db = TestDb::with_pool(connections).await;
         let project = pgstack_gen::project::Project::open(&fixture_spec()).expect("fixture spec");
-        let migrations = project.migrations().expect("fixture migrations");
+        let migrations =
+            pgstack_gen::cli::sql_migrations(project.migrations().expect("fixture migrations"));
         pgstack::migrate::apply(&db.conn, &migrations)
             .await
             .expect("apply fixture migrations");

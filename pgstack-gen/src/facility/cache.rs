@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use pgstack_spec::{Cache, Durability, Spec, ValueType};
+use pgstack_spec::{Cache, Durability, Spec};
 use serde::Serialize;
 
 use super::EntityCtx;
@@ -114,8 +114,8 @@ struct CacheCtx<'a> {
     spec_file: &'a str,
     schema: &'a str,
     cache: &'a Cache,
-    value_kind: &'static str,
-    default_ttl_ms: Option<u64>,
+    /// The `CacheDef` expression (`pgstack_spec::defs`).
+    def: String,
     entity: EntityCtx,
 }
 
@@ -131,11 +131,7 @@ pub(super) fn render(
             spec_file,
             schema: &spec.project.schema,
             cache,
-            value_kind: match cache.value {
-                ValueType::Jsonb => "Jsonb",
-                ValueType::Bytea => "Bytea",
-            },
-            default_ttl_ms: cache.default_ttl.map(|d| d.as_millis()),
+            def: pgstack_spec::defs::cache_def(&spec.project.schema, cache).to_string(),
             entity: EntityCtx::new(
                 &schema.tables[&cache.name],
                 Some("A NULL `value` is a placeholder holding a get_or_compute lease."),

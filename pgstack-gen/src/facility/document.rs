@@ -86,13 +86,7 @@ pub(super) fn add_objects(document: &Document, schema: &mut Schema) -> Result<()
 
 /// `unique` gives `<table>_<field>_key`, `index` gives `<table>_<field>_idx`.
 fn field_index_name(table: &str, field: &DocField) -> Option<String> {
-    if field.unique {
-        Some(object_name(table, &format!("{}_key", field.name)))
-    } else if field.index {
-        Some(object_name(table, &format!("{}_idx", field.name)))
-    } else {
-        None
-    }
+    pgstack_spec::names::document_field_index(table, field)
 }
 
 /// The generated column's expression: the text at the path, cast to the field's type.
@@ -129,9 +123,9 @@ struct FieldCtx<'a> {
     ty: &'static str,
     unique: bool,
     index: bool,
-    index_name: Option<String>,
     const_name: String,
-    field_type: &'static str,
+    /// What `Field<V>` binds (`pgstack_spec::defs::field_value_type`).
+    field_type: String,
 }
 
 #[derive(Serialize)]
@@ -139,6 +133,8 @@ struct DocumentCtx<'a> {
     spec_file: &'a str,
     schema: &'a str,
     document: &'a Document,
+    /// The `DocumentDef` expression (`pgstack_spec::defs`).
+    def: String,
     fields: Vec<FieldCtx<'a>>,
     entity: EntityCtx,
 }
@@ -158,9 +154,8 @@ pub(super) fn render(
             ty: field.ty.name(),
             unique: field.unique,
             index: field.index,
-            index_name: field_index_name(&document.name, field),
             const_name: field.name.to_uppercase(),
-            field_type: field_rust_type(field.ty),
+            field_type: pgstack_spec::defs::field_value_type(field.ty).to_string(),
         })
         .collect();
     let table = &schema.tables[&document.name];
@@ -170,6 +165,7 @@ pub(super) fn render(
             spec_file,
             schema: &spec.project.schema,
             document,
+            def: pgstack_spec::defs::document_def(&spec.project.schema, document).to_string(),
             fields,
             entity: EntityCtx::new(
                 table,
@@ -180,18 +176,4 @@ pub(super) fn render(
             ),
         },
     )
-}
-
-/// The value type of a `Field<V>`: what `find_by` binds.
-pub(super) fn field_rust_type(ty: FieldType) -> &'static str {
-    match ty {
-        FieldType::Text => "String",
-        FieldType::Bigint => "i64",
-        FieldType::Integer => "i32",
-        FieldType::Boolean => "bool",
-        FieldType::Double => "f64",
-        FieldType::Timestamptz => "::pgstack::chrono::DateTime<::pgstack::chrono::FixedOffset>",
-        FieldType::Uuid => "::pgstack::sea_orm::prelude::Uuid",
-        FieldType::Jsonb => "::pgstack::serde_json::Value",
-    }
 }

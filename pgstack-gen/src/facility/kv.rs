@@ -54,7 +54,8 @@ struct KvCtx<'a> {
     schema: &'a str,
     kv: &'a Kv,
     store_type: &'static str,
-    value_kind: &'static str,
+    /// The `KvDef` expression (`pgstack_spec::defs`).
+    def: String,
     entity: EntityCtx,
 }
 
@@ -64,9 +65,9 @@ pub(super) fn render(
     schema: &Schema,
     spec_file: &str,
 ) -> Result<String, GenError> {
-    let (store_type, value_kind) = match kv.value {
-        ValueType::Jsonb => ("JsonKv", "Jsonb"),
-        ValueType::Bytea => ("BytesKv", "Bytea"),
+    let store_type = match kv.value {
+        ValueType::Jsonb => "JsonKv",
+        ValueType::Bytea => "BytesKv",
     };
     let table = &schema.tables[&kv.name];
     templates::render(
@@ -76,7 +77,7 @@ pub(super) fn render(
             schema: &spec.project.schema,
             kv,
             store_type,
-            value_kind,
+            def: pgstack_spec::defs::kv_def(&spec.project.schema, kv).to_string(),
             entity: EntityCtx::new(table, None),
         },
     )

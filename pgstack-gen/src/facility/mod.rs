@@ -11,7 +11,7 @@ mod queue;
 mod rate_limit;
 mod vector;
 
-use pgstack_spec::Spec;
+use pgstack_spec::{FacilityRef, Spec};
 use serde::Serialize;
 
 use crate::error::GenError;
@@ -48,51 +48,27 @@ pub struct Module {
     pub contents: String,
 }
 
-/// Every accessor module of `spec`, plus `mod.rs`, formatted.
-pub fn accessor_modules(spec: &Spec, spec_file: &str) -> Result<Vec<Module>, GenError> {
-    let schema = desired_schema(spec)?;
+/// Every accessor module of `spec`, plus `mod.rs`, formatted; `schema` is
+/// [`desired_schema`]`(spec)`, computed once by the caller.
+pub fn accessor_modules(
+    spec: &Spec,
+    schema: &Schema,
+    spec_file: &str,
+) -> Result<Vec<Module>, GenError> {
     let header = templates::header(spec_file);
     let mut modules = Vec::new();
-    for kv in &spec.kv {
-        let source = kv::render(kv, spec, &schema, spec_file)?;
+    for facility in spec.facilities() {
+        let source = match facility {
+            FacilityRef::Kv(kv) => kv::render(kv, spec, schema, spec_file)?,
+            FacilityRef::Document(document) => document::render(document, spec, schema, spec_file)?,
+            FacilityRef::Queue(queue) => queue::render(queue, spec, schema, spec_file)?,
+            FacilityRef::Cache(cache) => cache::render(cache, spec, schema, spec_file)?,
+            FacilityRef::RateLimit(limit) => rate_limit::render(limit, spec, schema, spec_file)?,
+            FacilityRef::Vector(vector) => vector::render(vector, spec, schema, spec_file)?,
+        };
         modules.push(Module {
-            name: format!("{}.rs", kv.name),
-            contents: templates::format_rust(&kv.name, &source, &header)?,
-        });
-    }
-    for document in &spec.documents {
-        let source = document::render(document, spec, &schema, spec_file)?;
-        modules.push(Module {
-            name: format!("{}.rs", document.name),
-            contents: templates::format_rust(&document.name, &source, &header)?,
-        });
-    }
-    for queue in &spec.queues {
-        let source = queue::render(queue, spec, &schema, spec_file)?;
-        modules.push(Module {
-            name: format!("{}.rs", queue.name),
-            contents: templates::format_rust(&queue.name, &source, &header)?,
-        });
-    }
-    for cache in &spec.caches {
-        let source = cache::render(cache, spec, &schema, spec_file)?;
-        modules.push(Module {
-            name: format!("{}.rs", cache.name),
-            contents: templates::format_rust(&cache.name, &source, &header)?,
-        });
-    }
-    for limit in &spec.rate_limits {
-        let source = rate_limit::render(limit, spec, &schema, spec_file)?;
-        modules.push(Module {
-            name: format!("{}.rs", limit.name),
-            contents: templates::format_rust(&limit.name, &source, &header)?,
-        });
-    }
-    for vector in &spec.vectors {
-        let source = vector::render(vector, spec, &schema, spec_file)?;
-        modules.push(Module {
-            name: format!("{}.rs", vector.name),
-            contents: templates::format_rust(&vector.name, &source, &header)?,
+            name: format!("{}.rs", facility.name()),
+            contents: templates::format_rust(facility.name(), &source, &header)?,
         });
     }
     let mut names: Vec<&str> = spec.facilities().map(|f| f.name()).collect();

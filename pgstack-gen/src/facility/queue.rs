@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use pgstack_spec::names::queue_channel;
-use pgstack_spec::{BackoffKind, Queue, Spec, ValueType};
+use pgstack_spec::{BackoffKind, Queue, Spec};
 use serde::Serialize;
 
 use super::{EntityCtx, add_function};
@@ -208,14 +208,8 @@ struct QueueCtx<'a> {
     schema: &'a str,
     queue: &'a Queue,
     tables: String,
-    payload_kind: &'static str,
-    backoff_kind: &'static str,
-    visibility_timeout_ms: u64,
-    initial_ms: u64,
-    max_ms: u64,
-    /// `(retention_ms, partition_ms)`.
-    archive: Option<(u64, u64)>,
-    channel: Option<String>,
+    /// The `QueueDef` expression (`pgstack_spec::defs`).
+    def: String,
     entities: Vec<EntityCtx>,
 }
 
@@ -249,24 +243,7 @@ pub(super) fn render(
             schema: &spec.project.schema,
             queue,
             tables: tables.join(", "),
-            payload_kind: match queue.payload {
-                ValueType::Jsonb => "Jsonb",
-                ValueType::Bytea => "Bytea",
-            },
-            backoff_kind: match queue.backoff.kind {
-                BackoffKind::Exponential => "Exponential",
-                BackoffKind::Linear => "Linear",
-                BackoffKind::Fixed => "Fixed",
-            },
-            visibility_timeout_ms: queue.visibility_timeout.as_millis(),
-            initial_ms: queue.backoff.initial.as_millis(),
-            max_ms: queue.backoff.max.as_millis(),
-            archive: queue
-                .archive
-                .map(|a| (a.retention.as_millis(), a.partition.as_millis())),
-            channel: queue
-                .notify
-                .then(|| queue_channel(&spec.project.schema, name)),
+            def: pgstack_spec::defs::queue_def(&spec.project.schema, queue).to_string(),
             entities,
         },
     )

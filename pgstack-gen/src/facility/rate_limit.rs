@@ -63,8 +63,8 @@ struct RateLimitCtx<'a> {
     spec_file: &'a str,
     schema: &'a str,
     limit: &'a RateLimit,
-    algorithm: &'static str,
-    period_ms: u64,
+    /// The `RateLimitDef` expression (`pgstack_spec::defs`).
+    def: String,
     entity: EntityCtx,
 }
 
@@ -80,13 +80,7 @@ pub(super) fn render(
             spec_file,
             schema: &spec.project.schema,
             limit,
-            algorithm: match limit.algorithm {
-                Algorithm::Gcra => "Gcra",
-                Algorithm::FixedWindow => "FixedWindow",
-                Algorithm::SlidingWindow => "SlidingWindow",
-                Algorithm::TokenBucket => "TokenBucket",
-            },
-            period_ms: limit.period.as_millis(),
+            def: pgstack_spec::defs::rate_limit_def(&spec.project.schema, limit).to_string(),
             entity: EntityCtx::new(&schema.tables[&limit.name], None),
         },
     )

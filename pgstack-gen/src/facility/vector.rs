@@ -188,7 +188,7 @@ struct FieldCtx<'a> {
     ty: &'static str,
     index: bool,
     const_name: String,
-    value_type: &'static str,
+    value_type: String,
 }
 
 #[derive(Serialize)]
@@ -222,7 +222,7 @@ pub(super) fn render(
             ty: f.ty.name(),
             index: f.index,
             const_name: f.name.to_uppercase(),
-            value_type: super::document::field_rust_type(f.ty),
+            value_type: pgstack_spec::defs::field_value_type(f.ty).to_string(),
         })
         .collect();
     templates::render(
@@ -232,7 +232,7 @@ pub(super) fn render(
             schema: &spec.project.schema,
             vector,
             embedding_type: embedding_type(vector),
-            def: vector.collection_def(&spec.project.schema),
+            def: pgstack_spec::defs::collection_def(&spec.project.schema, vector).to_string(),
             fields,
             entity: EntityCtx::new(
                 &table,

@@ -28,297 +28,36 @@
 //! (`visibility_timeout`) expires. Every completion, failure, heartbeat and release names the
 //! attempt it was claimed with, so a worker that lost its lease to a redelivery changes nothing.
 
+mod def;
+mod job;
 mod maintenance;
+mod records;
+mod sql;
 mod worker;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Utc};
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, QueryResult, Value};
-
-use crate::cluster::Route;
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-pub use maintenance::MaintenanceReport;
-pub use worker::{Delivery, JobError, Worker, WorkerHandle, WorkerStats};
-
+pub use self::def::{ArchiveDef, Backoff, BackoffKind, QueueDef};
+pub use self::job::Job;
+pub use self::maintenance::MaintenanceReport;
+pub use self::records::{
+    ClaimedJob, DeadJob, EnqueueOptions, Enqueued, FailReport, Failure, JobToken, NewJob, Payload,
+    QueueMetrics,
+};
+use self::sql::QueueSql;
+pub use self::worker::{Delivery, JobError, Worker, WorkerHandle, WorkerStats};
+use crate::cluster::Route;
 use crate::error::{DbContext, Error, Result};
-use crate::ident::{Ident, TableName};
-use crate::kv::ValueKind;
-use crate::sql::{SqlFile, stmt};
+use crate::handle::Handle;
+use crate::sql::stmt;
+use crate::value::ValueKind;
 use crate::{json, limits};
-
-/// How long a failed job waits before its next attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    pub kind: BackoffKind,
-    pub initial_ms: u64,
-    pub max_ms: u64,
-    /// Each delay is multiplied by a random factor in `[0.5, 1]` (on the server).
-    pub jitter: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackoffKind {
-    /// `initial * 2^(attempt - 1)`, capped at `max`.
-    Exponential,
-    /// `initial * attempt`, capped at `max`.
-    Linear,
-    /// Always `initial`.
-    Fixed,
-}
-
-impl Backoff {
-    /// The delay after failed attempt `attempt` (1-based), before jitter.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let attempt = attempt.max(1);
-        let ms = match self.kind {
-            BackoffKind::Exponential => {
-                let factor = 1u64.checked_shl(attempt - 1).unwrap_or(u64::MAX);
-                self.initial_ms.saturating_mul(factor)
-            }
-            BackoffKind::Linear => self.initial_ms.saturating_mul(u64::from(attempt)),
-            BackoffKind::Fixed => self.initial_ms,
-        };
-        Duration::from_millis(ms.min(self.max_ms))
-    }
-}
-
-/// The archive's partitioning, from `archive = { retention, partition }`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ArchiveDef {
-    pub retention_ms: u64,
-    pub partition_ms: u64,
-}
-
-/// Everything the runtime knows about a `[[queue]]`, generated from the spec.
-#[derive(Clone, Copy, Debug)]
-pub struct QueueDef {
-    pub schema: &'static str,
-    pub table: &'static str,
-    pub payload: ValueKind,
-    pub visibility_timeout_ms: u64,
-    pub max_attempts: u32,
-    pub backoff: Backoff,
-    pub dead_letter: bool,
-    pub priorities: bool,
-    pub unique: bool,
-    /// The LISTEN/NOTIFY channel when `notify = true`.
-    pub notify_channel: Option<&'static str>,
-    pub archive: Option<ArchiveDef>,
-}
-
-impl QueueDef {
-    pub fn visibility_timeout(&self) -> Duration {
-        Duration::from_millis(self.visibility_timeout_ms)
-    }
-}
-
-/// A job's payload: JSON for `payload = "jsonb"` queues, bytes for `"bytea"`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Payload {
-    Json(serde_json::Value),
-    Bytes(Vec<u8>),
-}
-
-impl Payload {
-    /// Decodes a JSON payload into `T`.
-    pub fn decode<T: DeserializeOwned>(&self) -> std::result::Result<T, String> {
-        match self {
-            Payload::Json(json) => T::deserialize(json).map_err(|e| e.to_string()),
-            Payload::Bytes(_) => Err("the payload is bytes, not JSON".to_string()),
-        }
-    }
-
-    pub fn as_json(&self) -> Option<&serde_json::Value> {
-        match self {
-            Payload::Json(json) => Some(json),
-            Payload::Bytes(_) => None,
-        }
-    }
-
-    pub fn as_bytes(&self) -> Option<&[u8]> {
-        match self {
-            Payload::Bytes(bytes) => Some(bytes),
-            Payload::Json(_) => None,
-        }
-    }
-}
-
-/// Options for one enqueue. `Default` runs the job as soon as possible.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct EnqueueOptions {
-    /// Run no earlier than this time (wins over `delay`).
-    pub run_at: Option<DateTime<Utc>>,
-    /// Run no earlier than this long after the enqueue, on the database clock.
-    pub delay: Option<Duration>,
-    /// Lower runs first; needs `priorities = true` (default 0).
-    pub priority: Option<i16>,
-    /// A waiting or running job with the same key makes this enqueue return it instead;
-    /// needs `unique = true`.
-    pub unique_key: Option<String>,
-    /// Overrides the spec's `max_attempts` for this job.
-    pub max_attempts: Option<u32>,
-}
-
-impl EnqueueOptions {
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = Some(delay);
-        self
-    }
-
-    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
-        self.run_at = Some(at);
-        self
-    }
-
-    pub fn priority(mut self, priority: i16) -> Self {
-        self.priority = Some(priority);
-        self
-    }
-
-    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
-        self.unique_key = Some(key.into());
-        self
-    }
-
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = Some(attempts);
-        self
-    }
-}
-
-/// A job for [`Queue::enqueue_many`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewJob {
-    pub kind: String,
-    pub payload: Payload,
-    pub options: EnqueueOptions,
-}
-
-impl NewJob {
-    /// A JSON job of `kind`.
-    pub fn json<T: Serialize + ?Sized>(kind: &str, payload: &T) -> Result<NewJob> {
-        let json = json::to_json(payload)
-            .map_err(|e| e.into_error("", &format!("of a `{kind}` job's payload")))?;
-        Ok(NewJob {
-            kind: kind.to_string(),
-            payload: Payload::Json(json),
-            options: EnqueueOptions::default(),
-        })
-    }
-
-    pub fn with(mut self, options: EnqueueOptions) -> NewJob {
-        self.options = options;
-        self
-    }
-}
-
-/// What an enqueue returns: the job's id, and whether it already existed (unique key).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Enqueued {
-    pub id: i64,
-    pub duplicate: bool,
-}
-
-/// The fencing token of a claimed job: its id and the attempt it was claimed with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct JobToken {
-    pub id: i64,
-    pub attempt: i32,
-}
-
-/// A job claimed by [`Queue::claim`]; it is leased until `lease_expires_at`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClaimedJob {
-    pub id: i64,
-    pub kind: String,
-    pub payload: Payload,
-    pub priority: i16,
-    /// 1 on the first delivery.
-    pub attempt: i32,
-    pub max_attempts: i32,
-    pub created_at: DateTime<Utc>,
-    pub unique_key: Option<String>,
-    pub lease_expires_at: DateTime<Utc>,
-    /// The error of the previous attempt, if it failed.
-    pub last_error: Option<String>,
-}
-
-impl ClaimedJob {
-    pub fn token(&self) -> JobToken {
-        JobToken {
-            id: self.id,
-            attempt: self.attempt,
-        }
-    }
-}
-
-/// A failed attempt, for [`Queue::fail`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub token: JobToken,
-    pub max_attempts: i32,
-    pub error: String,
-    /// Dead-letter at once whatever the attempts left (a payload that can never work).
-    pub discard: bool,
-}
-
-impl Failure {
-    pub fn of(job: &ClaimedJob, error: impl Into<String>) -> Failure {
-        Failure {
-            token: job.token(),
-            max_attempts: job.max_attempts,
-            error: error.into(),
-            discard: false,
-        }
-    }
-}
-
-/// What [`Queue::fail`] did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FailReport {
-    /// Ids scheduled for another attempt.
-    pub retried: Vec<i64>,
-    /// Ids moved to the dead-letter table (or archived as discarded, or deleted).
-    pub dead: Vec<i64>,
-}
-
-/// A job in the dead-letter table.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DeadJob {
-    pub id: i64,
-    pub kind: String,
-    pub payload: Payload,
-    pub priority: i16,
-    pub attempt: i32,
-    pub max_attempts: i32,
-    pub unique_key: Option<String>,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub failed_at: DateTime<Utc>,
-}
-
-/// Queue depth without scanning the table: each count reads a partial index and stops at
-/// `cap` (a count equal to `cap` means at least that many).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueMetrics {
-    /// Claimable now (including jobs whose lease expired).
-    pub ready: u64,
-    /// Claimed, lease still running.
-    pub running: u64,
-    /// Waiting for their run time or retry time.
-    pub scheduled: u64,
-    pub dead: u64,
-    /// How long the oldest claimable job has been waiting.
-    pub oldest_ready_age: Option<Duration>,
-    pub cap: u64,
-}
 
 /// The largest batch any one statement takes ([`limits::MAX_BATCH`]).
 pub const MAX_BATCH: usize = limits::MAX_BATCH;
@@ -326,104 +65,6 @@ pub const MAX_BATCH: usize = limits::MAX_BATCH;
 /// The years PostgreSQL's `timestamptz` can hold (4713 BC is year -4712).
 const MIN_RUN_AT: i32 = -4712;
 const MAX_RUN_AT: i32 = 294_275;
-
-struct QueueSql {
-    enqueue: String,
-    enqueue_many: String,
-    claim: String,
-    complete: String,
-    retry: String,
-    kill: String,
-    extend: String,
-    release: String,
-    notify: String,
-    next_visible: String,
-    dead_list: Option<String>,
-    redrive: Option<String>,
-    dead_ids: Option<String>,
-    metrics: String,
-    wait_start: String,
-    wait_end: String,
-}
-
-fn sql_file() -> &'static SqlFile {
-    static FILE: OnceLock<SqlFile> = OnceLock::new();
-    FILE.get_or_init(|| SqlFile::parse(include_str!("../../sql/queue.sql")))
-}
-
-impl QueueSql {
-    fn new(def: &QueueDef) -> Result<QueueSql> {
-        let table = TableName::new(def.schema, def.table)?;
-        let schema = Ident::new(def.schema)?;
-        let dead = format!("{schema}.{}", Ident::new(&format!("{}_dead", def.table))?);
-        let archive = format!(
-            "{schema}.{}",
-            Ident::new(&format!("{}_archive", def.table))?
-        );
-        let waiters = format!("{schema}.{}", Ident::new("pgstack_queue_waiters")?);
-        let dead_count = if def.dead_letter {
-            format!("(SELECT count(*) FROM (SELECT 1 FROM {dead} LIMIT $1) AS d)")
-        } else {
-            "0::bigint".to_string()
-        };
-        let table = table.to_string();
-        let vars = [
-            ("table", table.as_str()),
-            ("dead", dead.as_str()),
-            ("archive", archive.as_str()),
-            (
-                "ready_order",
-                if def.priorities {
-                    "priority, visible_at"
-                } else {
-                    "visible_at"
-                },
-            ),
-            ("payload_type", def.payload.sql()),
-            ("dead_count", dead_count.as_str()),
-            ("waiters", waiters.as_str()),
-        ];
-        let file = sql_file();
-        let get = |name: &str| file.get(name, &vars);
-        let kill = if def.dead_letter {
-            "QueueKillDead"
-        } else if def.archive.is_some() {
-            "QueueKillArchive"
-        } else {
-            "QueueKillDelete"
-        };
-        Ok(QueueSql {
-            enqueue: get(if def.unique {
-                "QueueEnqueueUnique"
-            } else {
-                "QueueEnqueue"
-            }),
-            enqueue_many: get(if def.unique {
-                "QueueEnqueueManyUnique"
-            } else {
-                "QueueEnqueueMany"
-            }),
-            claim: get("QueueClaim"),
-            complete: get(if def.archive.is_some() {
-                "QueueCompleteArchive"
-            } else {
-                "QueueComplete"
-            }),
-            retry: get("QueueRetry"),
-            kill: get(kill),
-            extend: get("QueueExtend"),
-            release: get("QueueRelease"),
-            notify: get("QueueNotify"),
-            next_visible: get("QueueNextVisible"),
-            dead_list: def.dead_letter.then(|| get("QueueDeadList")),
-            redrive: def.dead_letter.then(|| get("QueueRedrive")),
-            dead_ids: def.dead_letter.then(|| get("QueueDeadIds")),
-            metrics: get("QueueMetrics"),
-            wait_start: get("QueueWaitStart"),
-            wait_end: get("QueueWaitEnd"),
-        })
-    }
-}
 
 fn array<T: Into<Value>>(ty: ArrayType, items: Vec<T>) -> Value {
     Value::Array(
@@ -439,14 +80,14 @@ fn millis(d: Duration) -> i64 {
 /// A `[[queue]]`: the untyped API. Typed jobs (`#[derive(Queue)]`) go through [`Job`].
 pub struct Queue {
     def: QueueDef,
-    sql: OnceLock<std::result::Result<QueueSql, String>>,
+    handle: Handle<QueueSql>,
 }
 
 impl Queue {
     pub const fn new(def: QueueDef) -> Queue {
         Queue {
             def,
-            sql: OnceLock::new(),
+            handle: Handle::new(def.table),
         }
     }
 
@@ -455,23 +96,15 @@ impl Queue {
     }
 
     fn name(&self) -> &'static str {
-        self.def.table
+        self.handle.name()
     }
 
     fn sql(&self) -> Result<&QueueSql> {
-        self.sql
-            .get_or_init(|| QueueSql::new(&self.def).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|_| {
-                Error::InvalidIdentifier(format!("{}.{}", self.def.schema, self.def.table))
-            })
+        self.handle.sql(|| QueueSql::new(&self.def))
     }
 
     fn invalid(&self, message: String) -> Error {
-        Error::InvalidArgument {
-            facility: self.name().to_string(),
-            message,
-        }
+        self.handle.invalid(message)
     }
 
     /// A page size between 1 and [`MAX_BATCH`].
@@ -512,36 +145,22 @@ impl Queue {
 
     /// Checks options against the spec; returns (priority, max_attempts, unique_key).
     fn check_options(&self, kind: &str, options: &EnqueueOptions) -> Result<(i16, i32, String)> {
-        if kind.is_empty() || kind.contains('\0') {
-            return Err(self.invalid(format!(
-                "job kind {kind:?} must be non-empty text without NUL characters"
-            )));
-        }
+        self.handle.check_key("job kind", kind)?;
         let priority = match options.priority {
             Some(p) if p != 0 && !self.def.priorities => {
-                return Err(Error::Unsupported {
-                    facility: self.name().to_string(),
-                    what: "job priorities",
-                    help: "set `priorities = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`",
-                });
+                return Err(self.handle.unsupported("job priorities", "set `priorities = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`"));
             }
             Some(p) => p,
             None => 0,
         };
         let unique_key = match &options.unique_key {
             Some(_) if !self.def.unique => {
-                return Err(Error::Unsupported {
-                    facility: self.name().to_string(),
-                    what: "unique keys",
-                    help: "set `unique = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`",
-                });
+                return Err(self.handle.unsupported("unique keys", "set `unique = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`"));
             }
-            Some(key) if key.is_empty() || key.contains('\0') => {
-                return Err(self.invalid(format!(
-                    "unique key {key:?} must be non-empty text without NUL characters"
-                )));
+            Some(key) => {
+                self.handle.check_key("unique key", key)?;
+                key.clone()
             }
-            Some(key) => key.clone(),
             None => String::new(),
         };
         if let Some(delay) = options.delay {
@@ -610,7 +229,7 @@ impl Queue {
             .in_facility(self.name())?;
         let row = row.ok_or_else(|| Error::Database {
             facility: self.name().to_string(),
-            source: sea_orm::DbErr::RecordNotInserted,
+            cause: sea_orm::DbErr::RecordNotInserted,
         })?;
         Ok(Enqueued {
             id: row.try_get_by_index(0).in_facility(self.name())?,
@@ -941,11 +560,7 @@ impl Queue {
     }
 
     fn dead_sql<'a>(&self, sql: &'a Option<String>) -> Result<&'a str> {
-        sql.as_deref().ok_or_else(|| Error::Unsupported {
-            facility: self.name().to_string(),
-            what: "dead letters",
-            help: "set `dead_letter = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`",
-        })
+        sql.as_deref().ok_or_else(|| self.handle.unsupported("dead letters", "set `dead_letter = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`"))
     }
 
     /// Dead-lettered jobs in id order, `limit` at a time after `after`.
@@ -1012,7 +627,7 @@ impl Queue {
         let Some(row) = row else {
             return Err(Error::Database {
                 facility: f.to_string(),
-                source: sea_orm::DbErr::RecordNotFound("metrics".into()),
+                cause: sea_orm::DbErr::RecordNotFound("metrics".into()),
             });
         };
         let count = |i: usize| -> Result<u64> {
@@ -1046,136 +661,5 @@ impl Queue {
         now: DateTime<Utc>,
     ) -> Result<MaintenanceReport> {
         maintenance::maintain(self, db, now).await
-    }
-}
-
-/// A typed job: a payload type bound to a queue, implemented by `#[derive(Queue)]`.
-///
-/// ```ignore
-/// #[derive(Serialize, Deserialize, Queue)]
-/// #[pgstack(queue = "emails")]
-/// struct SendEmail { to: String }
-///
-/// SendEmail { to: "a@example.com".into() }.enqueue(&txn).await?;
-/// ```
-pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
-    /// The `kind` stored with each job; the type's name unless `#[pgstack(kind = "...")]`.
-    const KIND: &'static str;
-
-    /// The queue the type belongs to.
-    fn queue() -> &'static Queue;
-
-    /// Enqueues this job now.
-    fn enqueue<'a, C: Route>(
-        &'a self,
-        db: &'a C,
-    ) -> impl Future<Output = Result<Enqueued>> + Send + 'a {
-        async move {
-            Self::queue()
-                .enqueue(db, Self::KIND, self, &EnqueueOptions::default())
-                .await
-        }
-    }
-
-    /// Enqueues this job with a delay, run time, priority, unique key or attempt limit.
-    fn enqueue_with<'a, C: Route>(
-        &'a self,
-        db: &'a C,
-        options: &'a EnqueueOptions,
-    ) -> impl Future<Output = Result<Enqueued>> + Send + 'a {
-        async move { Self::queue().enqueue(db, Self::KIND, self, options).await }
-    }
-
-    /// Enqueues many jobs of this type in one statement.
-    fn enqueue_many<'a, C: Route>(
-        db: &'a C,
-        jobs: &'a [Self],
-    ) -> impl Future<Output = Result<Vec<Enqueued>>> + Send + 'a {
-        async move {
-            let batch = jobs
-                .iter()
-                .map(|job| NewJob::json(Self::KIND, job))
-                .collect::<Result<Vec<_>>>()?;
-            Self::queue().enqueue_many(db, &batch).await
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const DEF: QueueDef = QueueDef {
-        schema: "public",
-        table: "emails",
-        payload: ValueKind::Jsonb,
-        visibility_timeout_ms: 30_000,
-        max_attempts: 5,
-        backoff: Backoff {
-            kind: BackoffKind::Exponential,
-            initial_ms: 1_000,
-            max_ms: 60_000,
-            jitter: true,
-        },
-        dead_letter: true,
-        priorities: true,
-        unique: true,
-        notify_channel: Some("pgstack.public.emails"),
-        archive: Some(ArchiveDef {
-            retention_ms: 86_400_000,
-            partition_ms: 3_600_000,
-        }),
-    };
-
-    #[test]
-    fn backoff_kinds() {
-        let exp = DEF.backoff;
-        let secs: Vec<u64> = (1..=8).map(|a| exp.delay(a).as_secs()).collect();
-        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60]);
-        assert_eq!(exp.delay(200), Duration::from_secs(60), "no overflow");
-        let linear = Backoff {
-            kind: BackoffKind::Linear,
-            ..exp
-        };
-        assert_eq!(linear.delay(3), Duration::from_secs(3));
-        let fixed = Backoff {
-            kind: BackoffKind::Fixed,
-            ..exp
-        };
-        assert_eq!(fixed.delay(9), Duration::from_secs(1));
-    }
-
-    #[test]
-    fn every_statement_renders() {
-        let sql = QueueSql::new(&DEF).unwrap();
-        assert!(sql.claim.contains("ORDER BY priority, visible_at"));
-        assert!(
-            sql.complete
-                .contains("INSERT INTO \"public\".\"emails_archive\"")
-        );
-        assert!(sql.kill.contains("INSERT INTO \"public\".\"emails_dead\""));
-        assert!(sql.enqueue.contains("ON CONFLICT (unique_key)"));
-        for statement in [&sql.claim, &sql.complete, &sql.metrics, &sql.enqueue_many] {
-            assert!(
-                !statement.contains('{'),
-                "unfilled placeholder in {statement}"
-            );
-        }
-        let plain = QueueSql::new(&QueueDef {
-            dead_letter: false,
-            archive: None,
-            priorities: false,
-            unique: false,
-            ..DEF
-        })
-        .unwrap();
-        assert!(plain.claim.contains("ORDER BY visible_at"));
-        assert!(
-            plain
-                .kill
-                .starts_with("-- Without a dead-letter table or an archive")
-        );
-        assert!(plain.metrics.contains("0::bigint AS dead"));
-        assert!(plain.dead_list.is_none());
     }
 }

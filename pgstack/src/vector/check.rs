@@ -93,7 +93,7 @@ pub fn from_json<T: DeserializeOwned>(
         facility: collection.to_string(),
         direction: "decode",
         what: format!("field `{field}`"),
-        source,
+        cause: source,
     })
 }
 

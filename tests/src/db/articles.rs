@@ -61,9 +61,9 @@ pub static COLLECTION: ::pgstack::vector::Collection = ::pgstack::vector::Collec
             indexed: false,
         },
     ],
-    full_text: ::core::option::Option::Some("english"),
+    full_text: Some("english"),
     text_fields: &["title", "body"],
-    partition_by: ::core::option::Option::None,
+    partition_by: None,
 });
 
 /// Declared fields, for search filters such as `fields::NAME.eq(value)`.

@@ -5,7 +5,7 @@
 pub static CACHE: ::pgstack::cache::Cache = ::pgstack::cache::Cache::new(::pgstack::cache::CacheDef {
     schema: "public",
     table: "blob_cache",
-    value: ::pgstack::kv::ValueKind::Bytea,
+    value: ::pgstack::ValueKind::Bytea,
     default_ttl_ms: None,
     max_entries: None,
 });

@@ -19,9 +19,9 @@ pub static COLLECTION: ::pgstack::vector::Collection = ::pgstack::vector::Collec
             indexed: false,
         },
     ],
-    full_text: ::core::option::Option::None,
+    full_text: None,
     text_fields: &[],
-    partition_by: ::core::option::Option::None,
+    partition_by: None,
 });
 
 /// Declared fields, for search filters such as `fields::NAME.eq(value)`.

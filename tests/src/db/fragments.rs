@@ -5,7 +5,7 @@
 pub static CACHE: ::pgstack::cache::Cache = ::pgstack::cache::Cache::new(::pgstack::cache::CacheDef {
     schema: "public",
     table: "fragments",
-    value: ::pgstack::kv::ValueKind::Jsonb,
+    value: ::pgstack::ValueKind::Jsonb,
     default_ttl_ms: None,
     max_entries: None,
 });

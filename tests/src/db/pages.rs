@@ -5,7 +5,7 @@
 pub static CACHE: ::pgstack::cache::Cache = ::pgstack::cache::Cache::new(::pgstack::cache::CacheDef {
     schema: "public",
     table: "pages",
-    value: ::pgstack::kv::ValueKind::Jsonb,
+    value: ::pgstack::ValueKind::Jsonb,
     default_ttl_ms: Some(300000),
     max_entries: Some(50),
 });

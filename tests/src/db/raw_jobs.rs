@@ -5,7 +5,7 @@
 pub const DEF: ::pgstack::queue::QueueDef = ::pgstack::queue::QueueDef {
     schema: "public",
     table: "raw_jobs",
-    payload: ::pgstack::kv::ValueKind::Bytea,
+    payload: ::pgstack::ValueKind::Bytea,
     visibility_timeout_ms: 30000,
     max_attempts: 5,
     backoff: ::pgstack::queue::Backoff {

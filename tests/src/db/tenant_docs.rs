@@ -26,9 +26,9 @@ pub static COLLECTION: ::pgstack::vector::Collection = ::pgstack::vector::Collec
             indexed: false,
         },
     ],
-    full_text: ::core::option::Option::Some("english"),
+    full_text: Some("english"),
     text_fields: &["title"],
-    partition_by: ::core::option::Option::Some("tenant_id"),
+    partition_by: Some("tenant_id"),
 });
 
 /// Declared fields, for search filters such as `fields::NAME.eq(value)`.

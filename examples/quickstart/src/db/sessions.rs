@@ -5,7 +5,7 @@
 pub static STORE: ::pgstack::kv::BytesKv = ::pgstack::kv::BytesKv::new(::pgstack::kv::KvDef {
     schema: "public",
     table: "sessions",
-    value: ::pgstack::kv::ValueKind::Bytea,
+    value: ::pgstack::ValueKind::Bytea,
     expiry: true,
 });
 

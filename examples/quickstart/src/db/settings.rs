@@ -5,7 +5,7 @@
 pub static STORE: ::pgstack::kv::JsonKv = ::pgstack::kv::JsonKv::new(::pgstack::kv::KvDef {
     schema: "public",
     table: "settings",
-    value: ::pgstack::kv::ValueKind::Jsonb,
+    value: ::pgstack::ValueKind::Jsonb,
     expiry: false,
 });
 

@@ -24,172 +24,41 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
-use std::marker::PhantomData;
-use std::sync::OnceLock;
+mod def;
+mod sql;
 
-use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, SqlErr, Value};
-
-use crate::cluster::Route;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use self::def::{Doc, DocMeta, DocPage, DocumentDef, Field, FieldDef, MAX_PAGE};
+use self::sql::DocSql;
+use crate::cluster::Route;
 use crate::error::{DbContext, Error, Result};
-use crate::ident::{Ident, TableName};
-use crate::sql::{SqlFile, stmt};
-use crate::{json, limits};
-
-/// A declared field as the runtime needs it.
-#[derive(Clone, Copy, Debug)]
-pub struct FieldDef {
-    /// The generated column's name (the spec's field name).
-    pub name: &'static str,
-    pub unique: bool,
-    /// The index on the column, used to name the field in duplicate-value errors.
-    pub index_name: Option<&'static str>,
-}
-
-/// What the generator knows about a `[[document]]` facility.
-#[derive(Clone, Copy, Debug)]
-pub struct DocumentDef {
-    pub schema: &'static str,
-    pub table: &'static str,
-    pub fields: &'static [FieldDef],
-}
-
-/// A declared field, typed by the Rust type of its column, for [`DocumentStore::find_by`].
-pub struct Field<V> {
-    name: &'static str,
-    _value: PhantomData<fn() -> V>,
-}
-
-impl<V> Field<V> {
-    pub const fn new(name: &'static str) -> Self {
-        Field {
-            name,
-            _value: PhantomData,
-        }
-    }
-
-    pub const fn name(&self) -> &'static str {
-        self.name
-    }
-}
-
-impl<V> Clone for Field<V> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<V> Copy for Field<V> {}
-
-/// A stored document with its metadata.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Doc<T> {
-    pub id: i64,
-    /// Starts at 1 and grows by one on every change; pass it to [`DocumentStore::replace`].
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub doc: T,
-}
-
-/// What an insert returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DocMeta {
-    pub id: i64,
-    pub version: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-/// One page of a listing or query, in id order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DocPage<T> {
-    pub docs: Vec<Doc<T>>,
-    /// Pass back as `after` for the next page; `None` once there is no more.
-    pub next_cursor: Option<i64>,
-}
-
-/// The most documents one page may ask for.
-pub const MAX_PAGE: u32 = limits::MAX_BATCH as u32;
-
-struct DocSql {
-    insert: String,
-    get: String,
-    replace: String,
-    patch_merge: String,
-    patch_set: String,
-    delete: String,
-    find_containing: String,
-    list: String,
-    /// `DocFindByField` per declared field.
-    find_by: BTreeMap<&'static str, String>,
-}
-
-fn sql_file() -> &'static SqlFile {
-    static FILE: OnceLock<SqlFile> = OnceLock::new();
-    FILE.get_or_init(|| SqlFile::parse(include_str!("../sql/document.sql")))
-}
-
-impl DocSql {
-    fn new(def: &DocumentDef) -> Result<DocSql> {
-        let table = TableName::new(def.schema, def.table)?;
-        let table_sql = table.to_string();
-        let schema_sql = table.schema.to_string();
-        let vars = [
-            ("table", table_sql.as_str()),
-            ("schema", schema_sql.as_str()),
-        ];
-        let file = sql_file();
-        let get = |name: &str| file.get(name, &vars);
-        let mut find_by = BTreeMap::new();
-        for field in def.fields {
-            let column = Ident::new(field.name)?.to_string();
-            let vars = [("table", table_sql.as_str()), ("column", column.as_str())];
-            find_by.insert(field.name, file.get("DocFindByField", &vars));
-        }
-        Ok(DocSql {
-            insert: get("DocInsert"),
-            get: get("DocGet"),
-            replace: get("DocReplace"),
-            patch_merge: get("DocPatchMerge"),
-            patch_set: get("DocPatchSet"),
-            delete: get("DocDelete"),
-            find_containing: get("DocFindContaining"),
-            list: get("DocList"),
-            find_by,
-        })
-    }
-}
+use crate::handle::Handle;
+use crate::json;
+use crate::sql::stmt;
 
 /// A `[[document]]` collection. Documents are any serde type, chosen per call.
 pub struct DocumentStore {
     def: DocumentDef,
-    sql: OnceLock<std::result::Result<DocSql, String>>,
+    handle: Handle<DocSql>,
 }
 
 impl DocumentStore {
     pub const fn new(def: DocumentDef) -> Self {
         DocumentStore {
             def,
-            sql: OnceLock::new(),
+            handle: Handle::new(def.table),
         }
     }
 
     fn facility(&self) -> &'static str {
-        self.def.table
+        self.handle.name()
     }
 
     fn sql(&self) -> Result<&DocSql> {
-        self.sql
-            .get_or_init(|| DocSql::new(&self.def).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|_| {
-                Error::InvalidIdentifier(format!("{}.{}", self.def.schema, self.def.table))
-            })
+        self.handle.sql(|| DocSql::new(&self.def))
     }
 
     fn encode<T: Serialize + ?Sized>(&self, value: &T, what: &str) -> Result<Value> {
@@ -210,12 +79,9 @@ impl DocumentStore {
                 serde_json::Value::Bool(_) => "a boolean",
                 _ => "null",
             };
-            return Err(Error::InvalidArgument {
-                facility: self.facility().to_string(),
-                message: format!(
-                    "a document must serialize to a JSON object, found {found} ({what})"
-                ),
-            });
+            return Err(self.handle.invalid(format!(
+                "a document must serialize to a JSON object, found {found} ({what})"
+            )));
         }
         Ok(value)
     }
@@ -228,7 +94,7 @@ impl DocumentStore {
             facility: f.to_string(),
             direction: "decode",
             what: format!("document {id} as the requested type"),
-            source,
+            cause: source,
         })?;
         Ok(Doc {
             id,
@@ -250,22 +116,21 @@ impl DocumentStore {
                 return Error::Duplicate {
                     facility: self.facility().to_string(),
                     field: field.name.to_string(),
-                    source: err,
+                    cause: err,
                 };
             }
         }
         Error::Database {
             facility: self.facility().to_string(),
-            source: err,
+            cause: err,
         }
     }
 
     fn check_limit(&self, limit: u32) -> Result<i64> {
         if limit == 0 || limit > MAX_PAGE {
-            return Err(Error::InvalidArgument {
-                facility: self.facility().to_string(),
-                message: format!("a page holds 1 to {MAX_PAGE} documents, asked for {limit}"),
-            });
+            return Err(self.handle.invalid(format!(
+                "a page holds 1 to {MAX_PAGE} documents, asked for {limit}"
+            )));
         }
         Ok(i64::from(limit))
     }
@@ -298,7 +163,7 @@ impl DocumentStore {
         let Some(row) = row else {
             return Err(Error::Database {
                 facility: self.facility().to_string(),
-                source: DbErr::RecordNotInserted,
+                cause: DbErr::RecordNotInserted,
             });
         };
         let f = self.facility();
@@ -393,11 +258,9 @@ impl DocumentStore {
         value: &V,
     ) -> Result<Option<i64>> {
         if path.is_empty() {
-            return Err(Error::InvalidArgument {
-                facility: self.facility().to_string(),
-                message: "patch_set needs a non-empty path; use replace for the whole document"
-                    .to_string(),
-            });
+            return Err(self.handle.invalid(
+                "patch_set needs a non-empty path; use replace for the whole document".to_string(),
+            ));
         }
         let value = self.encode(value, &format!("value at {path:?} for document {id}"))?;
         let path: Vec<String> = path.iter().map(|s| s.to_string()).collect();
@@ -471,7 +334,7 @@ impl DocumentStore {
         C: Route,
     {
         let limit = self.check_limit(limit)?;
-        let sql = self.field_sql(field.name)?;
+        let sql = self.field_sql(field.name())?;
         let value: Value = value.into().into();
         let rows = db
             .read()
@@ -524,37 +387,11 @@ impl DocumentStore {
             .find_by
             .get(field)
             .map(String::as_str)
-            .ok_or_else(|| Error::InvalidArgument {
-                facility: self.facility().to_string(),
-                message: format!(
+            .ok_or_else(|| {
+                self.handle.invalid(format!(
                     "`{field}` is not a declared field; declare it under [document.fields] in \
                      pgstack.toml and run `pgstack-gen generate`"
-                ),
+                ))
             })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_statement_renders() {
-        let sql = DocSql::new(&DocumentDef {
-            schema: "app",
-            table: "user_profiles",
-            fields: &[FieldDef {
-                name: "email",
-                unique: true,
-                index_name: Some("user_profiles_email_key"),
-            }],
-        })
-        .unwrap();
-        assert!(
-            sql.patch_merge
-                .contains("\"app\".pgstack_jsonb_merge_patch(doc, $2)")
-        );
-        assert!(sql.find_by["email"].contains("WHERE \"email\" = $1"));
-        assert!(!sql.insert.contains('{'));
     }
 }

@@ -28,162 +28,36 @@
 //! empty is a correct cache; plan for the misses. Use `durability = "logged"` when that is not
 //! acceptable.
 
+mod cached;
+mod def;
+mod reader;
+mod sql;
+mod stats;
+
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
-
-use crate::cluster::Route;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::oneshot;
 
-use crate::coalesce::{Answer, Coalescer};
+pub use self::cached::Cached;
+pub use self::def::{CacheDef, Compute, Expiry};
+pub use self::reader::CacheReader;
+use self::reader::ReadLoop;
+use self::sql::CacheSql;
+pub use self::stats::CacheStats;
+use self::stats::{Counters, bump};
+use crate::cluster::Route;
+use crate::coalesce::Coalescer;
 use crate::error::{DbContext, Error, Result};
-use crate::ident::TableName;
-use crate::kv::{ValueKind, prefix_upper_bound};
-use crate::sql::{SqlFile, stmt};
+use crate::handle::Handle;
+use crate::kv::prefix_upper_bound;
+use crate::sql::stmt;
+use crate::value::ValueKind;
 use crate::{json, limits};
-
-/// What the generator knows about a `[[cache]]` facility.
-#[derive(Clone, Copy, Debug)]
-pub struct CacheDef {
-    pub schema: &'static str,
-    pub table: &'static str,
-    pub value: ValueKind,
-    /// The spec's `default_ttl`, used by writes with [`Expiry::Default`].
-    pub default_ttl_ms: Option<u64>,
-    /// The spec's `max_entries`: writes evict the oldest entries beyond it, now and then.
-    pub max_entries: Option<u64>,
-}
-
-/// How long a write keeps its entry.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Expiry {
-    /// The spec's `default_ttl` (none: kept until evicted).
-    #[default]
-    Default,
-    After(Duration),
-    Never,
-}
-
-impl From<Duration> for Expiry {
-    fn from(ttl: Duration) -> Expiry {
-        Expiry::After(ttl)
-    }
-}
-
-/// Options for [`Cache::get_or_compute`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Compute {
-    /// The computed value's expiry.
-    pub expiry: Expiry,
-    /// How long the computing caller holds the key; past it, another caller may compute.
-    pub lease: Duration,
-    /// Hand waiting callers the expired value, if there is one, instead of waiting.
-    pub serve_stale: bool,
-}
-
-impl Default for Compute {
-    fn default() -> Compute {
-        Compute {
-            expiry: Expiry::Default,
-            lease: Duration::from_secs(30),
-            serve_stale: true,
-        }
-    }
-}
-
-/// Counters of one process's use of a cache.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CacheStats {
-    pub hits: u64,
-    pub misses: u64,
-    /// `get_or_compute` calls answered with an expired value while another caller computed.
-    pub stale_hits: u64,
-    /// Computations run by `get_or_compute`.
-    pub computes: u64,
-    /// `get_or_compute` calls that waited for another caller's computation.
-    pub waits: u64,
-    pub writes: u64,
-    /// Entries deleted to keep the cache within `max_entries`.
-    pub evicted: u64,
-}
-
-#[derive(Default)]
-struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    stale_hits: AtomicU64,
-    computes: AtomicU64,
-    waits: AtomicU64,
-    writes: AtomicU64,
-    evicted: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64, n: u64) -> u64 {
-    counter.fetch_add(n, Ordering::Relaxed) + n
-}
-
-struct CacheSql {
-    get: String,
-    get_many: String,
-    get_many_text: String,
-    get_for_compute: String,
-    set: String,
-    set_many: String,
-    set_if_absent: String,
-    replace: String,
-    touch: String,
-    delete: String,
-    delete_prefix: String,
-    delete_from: String,
-    incr: String,
-    lease: String,
-    lease_release: String,
-    sweep: String,
-    evict: String,
-}
-
-fn sql_file() -> &'static SqlFile {
-    static FILE: OnceLock<SqlFile> = OnceLock::new();
-    FILE.get_or_init(|| SqlFile::parse(include_str!("../sql/cache.sql")))
-}
-
-impl CacheSql {
-    fn new(def: &CacheDef) -> Result<CacheSql> {
-        let table = TableName::new(def.schema, def.table)?.to_string();
-        let vars = [("table", table.as_str()), ("value_type", def.value.sql())];
-        let file = sql_file();
-        let get = |name: &str| file.get(name, &vars);
-        Ok(CacheSql {
-            get: get("CacheGet"),
-            get_many: get("CacheGetMany"),
-            get_many_text: get("CacheGetManyText"),
-            get_for_compute: get("CacheGetForCompute"),
-            set: get("CacheSet"),
-            set_many: get("CacheSetMany"),
-            set_if_absent: get("CacheSetIfAbsent"),
-            replace: get("CacheReplace"),
-            touch: get("CacheTouch"),
-            delete: get("CacheDelete"),
-            delete_prefix: get("CacheDeletePrefix"),
-            delete_from: get("CacheDeleteFrom"),
-            incr: get(match def.value {
-                ValueKind::Jsonb => "CacheIncrJsonb",
-                ValueKind::Bytea => "CacheIncrBytea",
-            }),
-            lease: get("CacheLease"),
-            lease_release: get("CacheLeaseRelease"),
-            sweep: get("CacheSweep"),
-            evict: get("CacheEvict"),
-        })
-    }
-}
 
 /// The most keys one statement takes ([`limits::MAX_BATCH`]).
 pub const MAX_BATCH: usize = limits::MAX_BATCH;
@@ -191,7 +65,7 @@ pub const MAX_BATCH: usize = limits::MAX_BATCH;
 /// A `[[cache]]`. JSON caches use `get`/`set`; `value = "bytea"` caches the `*_bytes` methods.
 pub struct Cache {
     def: CacheDef,
-    sql: OnceLock<std::result::Result<CacheSql, String>>,
+    handle: Handle<CacheSql>,
     counters: Counters,
 }
 
@@ -199,16 +73,8 @@ impl Cache {
     pub const fn new(def: CacheDef) -> Cache {
         Cache {
             def,
-            sql: OnceLock::new(),
-            counters: Counters {
-                hits: AtomicU64::new(0),
-                misses: AtomicU64::new(0),
-                stale_hits: AtomicU64::new(0),
-                computes: AtomicU64::new(0),
-                waits: AtomicU64::new(0),
-                writes: AtomicU64::new(0),
-                evicted: AtomicU64::new(0),
-            },
+            handle: Handle::new(def.table),
+            counters: Counters::new(),
         }
     }
 
@@ -217,47 +83,24 @@ impl Cache {
     }
 
     fn name(&self) -> &'static str {
-        self.def.table
+        self.handle.name()
     }
 
     fn sql(&self) -> Result<&CacheSql> {
-        self.sql
-            .get_or_init(|| CacheSql::new(&self.def).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(|_| {
-                Error::InvalidIdentifier(format!("{}.{}", self.def.schema, self.def.table))
-            })
+        self.handle.sql(|| CacheSql::new(&self.def))
     }
 
     /// This process's counters for the cache.
     pub fn stats(&self) -> CacheStats {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        CacheStats {
-            hits: get(&c.hits),
-            misses: get(&c.misses),
-            stale_hits: get(&c.stale_hits),
-            computes: get(&c.computes),
-            waits: get(&c.waits),
-            writes: get(&c.writes),
-            evicted: get(&c.evicted),
-        }
+        self.counters.snapshot()
     }
 
     fn invalid(&self, message: String) -> Error {
-        Error::InvalidArgument {
-            facility: self.name().to_string(),
-            message,
-        }
+        self.handle.invalid(message)
     }
 
     fn check_key(&self, key: &str) -> Result<()> {
-        if key.is_empty() || key.contains('\0') {
-            return Err(self.invalid(format!(
-                "key {key:?} must be non-empty text without NUL characters"
-            )));
-        }
-        Ok(())
+        self.handle.check_key("key", key)
     }
 
     fn expect_kind(&self, kind: ValueKind) -> Result<()> {
@@ -309,7 +152,7 @@ impl Cache {
             facility: self.name().to_string(),
             direction: "decode",
             what: "as the requested type".to_string(),
-            source,
+            cause: source,
         }
     }
 
@@ -613,7 +456,7 @@ impl Cache {
                 } else {
                     Error::Database {
                         facility: self.name().to_string(),
-                        source: e,
+                        cause: e,
                     }
                 }
             })?;
@@ -700,7 +543,7 @@ impl Cache {
                             Err(Error::Compute {
                                 facility: self.name().to_string(),
                                 key: key.to_string(),
-                                source: e.into(),
+                                cause: e.into(),
                             })
                         }
                     };
@@ -785,262 +628,5 @@ impl Cache {
                 connection: None,
             }),
         }
-    }
-}
-
-/// A type stored in a cache, implemented by `#[derive(Cached)]`:
-///
-/// ```ignore
-/// #[derive(Serialize, Deserialize, Cached)]
-/// #[pgstack(cache = "pages", key = "path", ttl = "10m")]   // ttl overrides default_ttl
-/// struct Page { path: String, html: String }
-///
-/// page.store(&db).await?;
-/// let again = Page::load(&db, "/about").await?;
-/// ```
-pub trait Cached: Serialize + DeserializeOwned + Send + Sync + 'static {
-    /// `Expiry::After(ttl)` from `#[pgstack(ttl = "...")]`, else the spec's default.
-    const EXPIRY: Expiry;
-
-    /// The cache the type lives in.
-    fn cache() -> &'static Cache;
-
-    /// The key of a value given its key field (with the `prefix`, if any).
-    fn key_for(id: &str) -> String;
-
-    /// This value's key: its key field, through [`Cached::key_for`].
-    fn cache_key(&self) -> String;
-
-    /// Stores this value under its key.
-    fn store<'a, C: Route>(&'a self, db: &'a C) -> impl Future<Output = Result<()>> + Send + 'a {
-        async move {
-            Self::cache()
-                .set_with(db, &self.cache_key(), self, Self::EXPIRY)
-                .await
-        }
-    }
-
-    /// The live value whose key field is `id`.
-    fn load<'a, C: Route>(
-        db: &'a C,
-        id: &'a str,
-    ) -> impl Future<Output = Result<Option<Self>>> + Send + 'a {
-        async move { Self::cache().get(db, &Self::key_for(id)).await }
-    }
-
-    /// Deletes the value whose key field is `id`; `true` if a live one was there.
-    fn forget<'a, C: Route>(
-        db: &'a C,
-        id: &'a str,
-    ) -> impl Future<Output = Result<bool>> + Send + 'a {
-        async move { Self::cache().delete(db, &Self::key_for(id)).await }
-    }
-
-    /// The live value for `id`, or `compute`'s, computed once across concurrent callers.
-    fn load_or_compute<'a, C, F, Fut, E>(
-        db: &'a C,
-        id: &'a str,
-        compute: F,
-    ) -> impl Future<Output = Result<Self>> + Send + 'a
-    where
-        C: Route,
-        F: FnOnce() -> Fut + Send + 'a,
-        Fut: Future<Output = std::result::Result<Self, E>> + Send + 'a,
-        E: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'a,
-    {
-        async move {
-            let options = Compute {
-                expiry: Self::EXPIRY,
-                ..Compute::default()
-            };
-            Self::cache()
-                .get_or_compute(db, &Self::key_for(id), options, compute)
-                .await
-        }
-    }
-}
-
-#[derive(Clone)]
-enum RawValue {
-    Text(String),
-    Bytes(Vec<u8>),
-}
-
-type Reply = oneshot::Sender<Result<Option<RawValue>>>;
-
-struct ReadRequest {
-    key: String,
-    reply: Reply,
-}
-
-/// Coalesces concurrent gets into batched statements; see [`Cache::reader`]. Cheap to clone;
-/// its connections go back to the pool when the last clone is dropped.
-#[derive(Clone)]
-pub struct CacheReader {
-    cache: &'static Cache,
-    requests: Coalescer<ReadRequest>,
-}
-
-impl CacheReader {
-    async fn fetch(&self, key: &str) -> Result<Option<RawValue>> {
-        self.cache.check_key(key)?;
-        let (reply, answer) = oneshot::channel();
-        let request = ReadRequest {
-            key: key.to_string(),
-            reply,
-        };
-        let closed = || {
-            self.cache
-                .invalid("the cache reader's connections stopped".to_string())
-        };
-        self.requests.send(request).map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
-    }
-
-    /// As [`Cache::get`].
-    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.cache.expect_kind(ValueKind::Jsonb)?;
-        match self.fetch(key).await? {
-            Some(RawValue::Text(text)) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| self.cache.decode_error(e)),
-            _ => Ok(None),
-        }
-    }
-
-    /// As [`Cache::get_bytes`].
-    pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.cache.expect_kind(ValueKind::Bytea)?;
-        match self.fetch(key).await? {
-            Some(RawValue::Bytes(bytes)) => Ok(Some(bytes)),
-            _ => Ok(None),
-        }
-    }
-}
-
-/// One of a reader's loops: its own connection, one `= ANY` statement per batch.
-struct ReadLoop {
-    cache: &'static Cache,
-    options: sea_orm::sqlx::postgres::PgConnectOptions,
-    connection: Option<sea_orm::sqlx::PgConnection>,
-}
-
-impl ReadLoop {
-    /// The values of the live keys among `keys`.
-    async fn fetch(&mut self, keys: &[&str]) -> Result<Vec<(String, RawValue)>> {
-        use sea_orm::sqlx;
-        let cache = self.cache;
-        let sql = cache.sql()?;
-        let conn = match &mut self.connection {
-            Some(conn) => conn,
-            none => none.insert(
-                <sqlx::PgConnection as sqlx::Connection>::connect_with(&self.options)
-                    .await
-                    .map_err(|e| Error::Database {
-                        facility: cache.name().to_string(),
-                        source: sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
-                            "the cache reader cannot open its connection: {e}"
-                        ))),
-                    })?,
-            ),
-        };
-        let db_error = |e: sqlx::Error| Error::Database {
-            facility: cache.name().to_string(),
-            source: sea_orm::DbErr::Custom(e.to_string()),
-        };
-        // The SQL is pgstack's own, with a checked table name; values are bound.
-        Ok(match cache.def.value {
-            ValueKind::Jsonb => {
-                let rows: Vec<(String, String)> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql.get_many_text.as_str()))
-                        .bind(keys)
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(db_error)?;
-                rows.into_iter()
-                    .map(|(k, v)| (k, RawValue::Text(v)))
-                    .collect()
-            }
-            ValueKind::Bytea => {
-                let rows: Vec<(String, Vec<u8>)> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql.get_many.as_str()))
-                        .bind(keys)
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(db_error)?;
-                rows.into_iter()
-                    .map(|(k, v)| (k, RawValue::Bytes(v)))
-                    .collect()
-            }
-        })
-    }
-}
-
-impl Answer for ReadLoop {
-    type Request = ReadRequest;
-
-    async fn answer(&mut self, batch: Vec<ReadRequest>) -> Vec<ReadRequest> {
-        // Callers asking for the same key share one answer.
-        let mut waiting: HashMap<String, Vec<Reply>> = HashMap::with_capacity(batch.len());
-        let asked = batch.len();
-        for request in batch {
-            waiting.entry(request.key).or_default().push(request.reply);
-        }
-        let keys: Vec<&str> = waiting.keys().map(String::as_str).collect();
-        let result = self.fetch(&keys).await;
-        match result {
-            Ok(rows) => {
-                let mut hits = 0;
-                for (key, value) in rows {
-                    let Some(mut replies) = waiting.remove(&key) else {
-                        continue;
-                    };
-                    hits += replies.len();
-                    let last = replies.pop();
-                    for reply in replies {
-                        let _ = reply.send(Ok(Some(value.clone())));
-                    }
-                    if let Some(reply) = last {
-                        let _ = reply.send(Ok(Some(value)));
-                    }
-                }
-                self.cache.count_lookup(hits, asked);
-                for reply in waiting.into_values().flatten() {
-                    let _ = reply.send(Ok(None));
-                }
-            }
-            Err(e) => {
-                // The connection may be broken: take a fresh one next time.
-                self.connection = None;
-                let message = e.to_string();
-                for reply in waiting.into_values().flatten() {
-                    let _ = reply.send(Err(Error::Database {
-                        facility: self.cache.name().to_string(),
-                        source: sea_orm::DbErr::Custom(message.clone()),
-                    }));
-                }
-            }
-        }
-        Vec::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_statement_renders() {
-        let sql = CacheSql::new(&CacheDef {
-            schema: "public",
-            table: "pages",
-            value: ValueKind::Bytea,
-            default_ttl_ms: Some(1000),
-            max_entries: Some(10),
-        })
-        .unwrap();
-        assert!(sql.incr.contains("convert_from"));
-        assert!(sql.set_many.contains("$2::bytea[]"));
-        assert!(!sql.evict.contains('{'));
     }
 }

@@ -1,0 +1,170 @@
+//! The statements of a `[[queue]]`, from `pgstack/sql/queue.sql`, chosen by its options
+//! (archive or delete on completion, dead letters, unique keys, priorities).
+
+use std::sync::OnceLock;
+
+use super::def::QueueDef;
+use crate::error::Result;
+use crate::ident::{Ident, TableName};
+use crate::sql::SqlFile;
+
+pub(super) struct QueueSql {
+    pub(super) enqueue: String,
+    pub(super) enqueue_many: String,
+    pub(super) claim: String,
+    pub(super) complete: String,
+    pub(super) retry: String,
+    pub(super) kill: String,
+    pub(super) extend: String,
+    pub(super) release: String,
+    pub(super) notify: String,
+    pub(super) next_visible: String,
+    pub(super) dead_list: Option<String>,
+    pub(super) redrive: Option<String>,
+    pub(super) dead_ids: Option<String>,
+    pub(super) metrics: String,
+    pub(super) wait_start: String,
+    pub(super) wait_end: String,
+}
+
+pub(super) fn sql_file() -> &'static SqlFile {
+    static FILE: OnceLock<SqlFile> = OnceLock::new();
+    FILE.get_or_init(|| SqlFile::parse(include_str!("../../sql/queue.sql")))
+}
+
+impl QueueSql {
+    pub(super) fn new(def: &QueueDef) -> Result<QueueSql> {
+        let table = TableName::new(def.schema, def.table)?;
+        let schema = Ident::new(def.schema)?;
+        let dead = format!("{schema}.{}", Ident::new(&format!("{}_dead", def.table))?);
+        let archive = format!(
+            "{schema}.{}",
+            Ident::new(&format!("{}_archive", def.table))?
+        );
+        let waiters = format!("{schema}.{}", Ident::new("pgstack_queue_waiters")?);
+        let dead_count = if def.dead_letter {
+            format!("(SELECT count(*) FROM (SELECT 1 FROM {dead} LIMIT $1) AS d)")
+        } else {
+            "0::bigint".to_string()
+        };
+        let table = table.to_string();
+        let vars = [
+            ("table", table.as_str()),
+            ("dead", dead.as_str()),
+            ("archive", archive.as_str()),
+            (
+                "ready_order",
+                if def.priorities {
+                    "priority, visible_at"
+                } else {
+                    "visible_at"
+                },
+            ),
+            ("payload_type", def.payload.sql()),
+            ("dead_count", dead_count.as_str()),
+            ("waiters", waiters.as_str()),
+        ];
+        let file = sql_file();
+        let get = |name: &str| file.get(name, &vars);
+        let kill = if def.dead_letter {
+            "QueueKillDead"
+        } else if def.archive.is_some() {
+            "QueueKillArchive"
+        } else {
+            "QueueKillDelete"
+        };
+        Ok(QueueSql {
+            enqueue: get(if def.unique {
+                "QueueEnqueueUnique"
+            } else {
+                "QueueEnqueue"
+            }),
+            enqueue_many: get(if def.unique {
+                "QueueEnqueueManyUnique"
+            } else {
+                "QueueEnqueueMany"
+            }),
+            claim: get("QueueClaim"),
+            complete: get(if def.archive.is_some() {
+                "QueueCompleteArchive"
+            } else {
+                "QueueComplete"
+            }),
+            retry: get("QueueRetry"),
+            kill: get(kill),
+            extend: get("QueueExtend"),
+            release: get("QueueRelease"),
+            notify: get("QueueNotify"),
+            next_visible: get("QueueNextVisible"),
+            dead_list: def.dead_letter.then(|| get("QueueDeadList")),
+            redrive: def.dead_letter.then(|| get("QueueRedrive")),
+            dead_ids: def.dead_letter.then(|| get("QueueDeadIds")),
+            metrics: get("QueueMetrics"),
+            wait_start: get("QueueWaitStart"),
+            wait_end: get("QueueWaitEnd"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{ArchiveDef, Backoff, BackoffKind};
+    use crate::value::ValueKind;
+
+    const DEF: QueueDef = QueueDef {
+        schema: "public",
+        table: "emails",
+        payload: ValueKind::Jsonb,
+        visibility_timeout_ms: 30_000,
+        max_attempts: 5,
+        backoff: Backoff {
+            kind: BackoffKind::Exponential,
+            initial_ms: 1_000,
+            max_ms: 60_000,
+            jitter: true,
+        },
+        dead_letter: true,
+        priorities: true,
+        unique: true,
+        notify_channel: Some("pgstack.public.emails"),
+        archive: Some(ArchiveDef {
+            retention_ms: 86_400_000,
+            partition_ms: 3_600_000,
+        }),
+    };
+
+    #[test]
+    fn every_statement_renders() {
+        let sql = QueueSql::new(&DEF).unwrap();
+        assert!(sql.claim.contains("ORDER BY priority, visible_at"));
+        assert!(
+            sql.complete
+                .contains("INSERT INTO \"public\".\"emails_archive\"")
+        );
+        assert!(sql.kill.contains("INSERT INTO \"public\".\"emails_dead\""));
+        assert!(sql.enqueue.contains("ON CONFLICT (unique_key)"));
+        for statement in [&sql.claim, &sql.complete, &sql.metrics, &sql.enqueue_many] {
+            assert!(
+                !statement.contains('{'),
+                "unfilled placeholder in {statement}"
+            );
+        }
+        let plain = QueueSql::new(&QueueDef {
+            dead_letter: false,
+            archive: None,
+            priorities: false,
+            unique: false,
+            ..DEF
+        })
+        .unwrap();
+        assert!(plain.claim.contains("ORDER BY visible_at"));
+        assert!(
+            plain
+                .kill
+                .starts_with("-- Without a dead-letter table or an archive")
+        );
+        assert!(plain.metrics.contains("0::bigint AS dead"));
+        assert!(plain.dead_list.is_none());
+    }
+}
