@@ -379,6 +379,7 @@ async fn durations_out_of_range_are_refused_in_rust() {
     let worker = pgstack::queue::Worker::new(db, &jobs::QUEUE)
         .handle_raw("k", |_| async { Ok(()) })
         .start()
+        .await
         .unwrap();
     let stats = tokio::time::timeout(Duration::from_secs(10), worker.shutdown(Duration::MAX))
         .await

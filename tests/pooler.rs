@@ -205,6 +205,7 @@ async fn drain(
         .concurrency(8)
         .poll_interval(Duration::from_millis(50))
         .start()
+        .await
         .unwrap();
     let batch: Vec<Pooled> = (0..n).map(|n| Pooled { n }).collect();
     for chunk in batch.chunks(100) {
@@ -334,6 +335,7 @@ async fn listeners_and_readers_never_take_the_applications_pool() {
     let worker = Worker::new(&db, &jobs::QUEUE)
         .handle(|_job: Delivery<Pooled>| async { Ok(()) })
         .start()
+        .await
         .unwrap();
     let reader = pages::CACHE.reader(&db, 2);
     pages::CACHE.set(&db, "/", &"home").await.unwrap();

@@ -1012,6 +1012,7 @@ async fn the_pipeline_embeds_rows_through_the_queue_and_skips_stale_versions() {
         )
         .poll_interval(std::time::Duration::from_millis(50))
         .start()
+        .await
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {

@@ -90,6 +90,7 @@ async fn eight_workers_complete_20000_jobs_exactly_once() {
                 })
                 .concurrency(16)
                 .start()
+                .await
                 .unwrap(),
         );
     }
@@ -154,6 +155,7 @@ fn a_crashed_worker_s_job_is_redelivered_after_its_lease() {
                     }
                 })
                 .start()
+                .await
                 .unwrap();
             wait_until("worker A to start the job", Duration::from_secs(10), || {
                 started.load(Ordering::SeqCst) == 1
@@ -181,6 +183,7 @@ fn a_crashed_worker_s_job_is_redelivered_after_its_lease() {
             })
             .poll_interval(Duration::from_millis(100))
             .start()
+            .await
             .unwrap();
         wait_until("redelivery", Duration::from_secs(10), || {
             !seen.lock().unwrap().is_empty()
@@ -222,6 +225,7 @@ async fn panics_and_errors_fail_the_attempt_but_not_the_worker() {
     let worker = recording_worker(&t, seen.clone())
         .poll_interval(Duration::from_millis(50))
         .start()
+        .await
         .unwrap();
     // 3 attempts each for 1 and 2 (200ms then 400ms backoff), one for 3.
     wait_until("all attempts", Duration::from_secs(15), || {
@@ -264,6 +268,7 @@ async fn a_job_over_its_timeout_fails() {
     let worker = recording_worker(&t, Arc::new(Mutex::new(Vec::new())))
         .job_timeout(Some(Duration::from_millis(200)))
         .start()
+        .await
         .unwrap();
     wait_until("the timeout", Duration::from_secs(10), || {
         worker.stats().dead == 1
@@ -287,10 +292,11 @@ async fn heartbeats_keep_a_long_job_from_being_redelivered() {
     .enqueue(&t.conn)
     .await
     .unwrap();
-    let a = recording_worker(&t, seen.clone()).start().unwrap();
+    let a = recording_worker(&t, seen.clone()).start().await.unwrap();
     let b = recording_worker(&t, seen.clone())
         .poll_interval(Duration::from_millis(50))
         .start()
+        .await
         .unwrap();
     wait_until("the long job", Duration::from_secs(10), || {
         a.stats().completed + b.stats().completed == 1
@@ -322,7 +328,7 @@ async fn shutdown_finishes_or_releases_running_jobs() {
     .enqueue(&t.conn)
     .await
     .unwrap();
-    let worker = recording_worker(&t, seen.clone()).start().unwrap();
+    let worker = recording_worker(&t, seen.clone()).start().await.unwrap();
     wait_until("both jobs to start", Duration::from_secs(10), || {
         seen.lock().unwrap().len() == 2
     })
@@ -348,6 +354,7 @@ async fn notify_wakes_an_idle_worker_and_poll_only_still_works() {
     let worker = recording_worker(&t, seen.clone())
         .poll_interval(Duration::from_secs(60))
         .start()
+        .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     Work::n(1).enqueue(&t.conn).await.unwrap();
@@ -361,6 +368,7 @@ async fn notify_wakes_an_idle_worker_and_poll_only_still_works() {
         .poll_only()
         .poll_interval(Duration::from_millis(50))
         .start()
+        .await
         .unwrap();
     Work::n(2).enqueue(&t.conn).await.unwrap();
     wait_until("polling", Duration::from_secs(10), || {
@@ -388,6 +396,7 @@ async fn an_idle_worker_wakes_for_a_delayed_job_when_it_is_due() {
         .poll_only()
         .poll_interval(Duration::from_secs(60))
         .start()
+        .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // The worker looked before this job existed; it must still come back for it in time
@@ -416,6 +425,7 @@ async fn an_idle_worker_wakes_for_a_delayed_job_when_it_is_due() {
         .poll_only()
         .poll_interval(Duration::from_secs(60))
         .start()
+        .await
         .unwrap();
     wait_until("the delayed job", Duration::from_secs(10), || {
         seen.lock().unwrap().len() == 1
@@ -445,6 +455,7 @@ async fn unknown_kinds_are_retried_then_dead_lettered() {
     let worker = recording_worker(&t, Arc::new(Mutex::new(Vec::new())))
         .poll_interval(Duration::from_millis(50))
         .start()
+        .await
         .unwrap();
     wait_until("dead letter", Duration::from_secs(10), || {
         worker.stats().dead == 1
@@ -461,11 +472,16 @@ async fn unknown_kinds_are_retried_then_dead_lettered() {
 #[tokio::test]
 async fn a_worker_refuses_a_bad_configuration() {
     let t = TestDb::migrated().await;
-    let err = Worker::new(&t.conn, &jobs::QUEUE).start().err().unwrap();
+    let err = Worker::new(&t.conn, &jobs::QUEUE)
+        .start()
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("no handlers registered"), "{err}");
     let err = Worker::new(&t.conn, &archived::QUEUE)
         .handle(|_: Delivery<Work>| async { Ok(()) })
         .start()
+        .await
         .err()
         .unwrap();
     assert!(
@@ -477,6 +493,7 @@ async fn a_worker_refuses_a_bad_configuration() {
         .handle(|_: Delivery<Work>| async { Ok(()) })
         .handle_raw("Work", |_| async { Ok(()) })
         .start()
+        .await
         .err()
         .unwrap();
     assert!(
@@ -495,6 +512,7 @@ async fn a_worker_refuses_a_bad_configuration() {
         .unwrap();
     let worker = recording_worker(&t, Arc::new(Mutex::new(Vec::new())))
         .start()
+        .await
         .unwrap();
     wait_until("discard", Duration::from_secs(10), || {
         worker.stats().dead == 1

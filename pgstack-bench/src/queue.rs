@@ -180,7 +180,8 @@ async fn claim_complete_pgstack(
         handles.push(
             bench_worker(db, listen_url)
                 .handle_raw("bench", |_job| async { Ok(()) })
-                .start()?,
+                .start()
+                .await?,
         );
     }
     let completed = |handles: &[pgstack::queue::WorkerHandle]| {
@@ -339,7 +340,8 @@ async fn enqueue_to_start_pgstack(
                 }
             }
         })
-        .start()?;
+        .start()
+        .await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let expected = produce(seconds, Duration::from_millis(20), sent.clone(), |n| {
         let db = db.clone();

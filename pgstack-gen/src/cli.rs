@@ -1,4 +1,4 @@
-//! The `pgstack-gen` command line: generate, plan, check, migrate.
+//! The `pgstack-gen` command line: generate, plan, check, migrate, doctor.
 //!
 //! [`run`] takes the arguments and two writers and returns the exit status, so tests drive the
 //! real commands in-process.
@@ -50,6 +50,33 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
     },
+    /// Report a live database's health for the spec's facilities (exit 1 on a critical finding).
+    Doctor {
+        #[arg(long, default_value = "pgstack.toml")]
+        spec: PathBuf,
+        /// Defaults to $DATABASE_URL.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// A session idle in a transaction this long is a finding (ten times: critical).
+        #[arg(long, default_value = "60s", value_parser = duration)]
+        idle_in_transaction: std::time::Duration,
+        /// A transaction open this long is a finding (six times: critical).
+        #[arg(long, default_value = "10m", value_parser = duration)]
+        transaction_age: std::time::Duration,
+        /// A queue whose oldest ready job waited this long is a finding.
+        #[arg(long, default_value = "5m", value_parser = duration)]
+        queue_age: std::time::Duration,
+        /// Dead rows a table needs before its bloat is a finding.
+        #[arg(long, default_value_t = 10_000)]
+        bloat_min_rows: i64,
+    },
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    pgstack_spec::SpecDuration::parse(text).map(|d| std::time::Duration::from_millis(d.as_millis()))
 }
 
 /// Exit status: success.
@@ -86,6 +113,24 @@ where
         Command::Plan { spec } => plan(&spec, out),
         Command::Check { spec } => check(&spec, out, err),
         Command::Migrate { spec, database_url } => migrate(&spec, database_url, out),
+        Command::Doctor {
+            spec,
+            database_url,
+            json,
+            idle_in_transaction,
+            transaction_age,
+            queue_age,
+            bloat_min_rows,
+        } => {
+            let limits = crate::doctor::Thresholds {
+                idle_in_transaction,
+                transaction_age,
+                queue_age,
+                bloat_min_rows,
+                ..Default::default()
+            };
+            doctor(&spec, database_url, json, &limits, out)
+        }
     };
     match result {
         Ok(code) => code,
@@ -225,13 +270,7 @@ fn migrate(spec: &Path, database_url: Option<String>, out: &mut dyn Write) -> Re
         .build()
         .map_err(GenError::Runtime)?;
     let report = runtime.block_on(async {
-        let mut options = sea_orm::ConnectOptions::new(url.as_str());
-        options
-            .max_connections(1)
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .sqlx_logging(false);
-        let db = sea_orm::Database::connect(options)
+        let db = sea_orm::Database::connect(connect_options(&url))
             .await
             .map_err(|e| GenError::Connect(e.to_string()))?;
         let report = pgstack::migrate::apply(&db, &migrations)
@@ -252,6 +291,53 @@ fn migrate(spec: &Path, database_url: Option<String>, out: &mut dyn Write) -> Re
         )?;
     }
     Ok(OK)
+}
+
+fn connect_options(url: &str) -> sea_orm::ConnectOptions {
+    let mut options = sea_orm::ConnectOptions::new(url);
+    options
+        .max_connections(1)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .sqlx_logging(false);
+    options
+}
+
+fn doctor(
+    spec: &Path,
+    database_url: Option<String>,
+    json: bool,
+    limits: &crate::doctor::Thresholds,
+    out: &mut dyn Write,
+) -> Result<u8, GenError> {
+    let project = Project::open(spec)?;
+    let schema = crate::facility::desired_schema(&project.spec)?;
+    let Some(url) = database_url else {
+        return Err(GenError::NoDatabaseUrl);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(GenError::Runtime)?;
+    let report = runtime.block_on(async {
+        let db = sea_orm::Database::connect(connect_options(&url))
+            .await
+            .map_err(|e| GenError::Connect(e.to_string()))?;
+        let report = crate::doctor::examine(&db, &schema, &project.spec, limits).await;
+        db.close().await.ok();
+        report
+    })?;
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| GenError::Template(format!("cannot print the report: {e}")))?;
+        writeln!(out, "{text}")?;
+    } else {
+        write!(out, "{}", report.render())?;
+    }
+    Ok(match report.worst() {
+        Some(crate::doctor::Severity::Critical) => FAILURE,
+        _ => OK,
+    })
 }
 
 /// Migration files as the runtime applies them (`pgstack::migrate::apply`). This module is

@@ -24,6 +24,7 @@
 
 pub mod checksum;
 pub mod cli;
+pub mod doctor;
 mod error;
 pub mod facility;
 pub mod generate;

@@ -1,6 +1,8 @@
 -- Queue statements. `{table}` is the queue's hot table, `{dead}` its dead-letter
 -- table, `{archive}` its partitioned archive (all checked and quoted), and
--- `{ready_order}` the claim order: `priority, visible_at` or `visible_at`.
+-- `{ready_order}` the claim order: `priority, visible_at` or `visible_at`,
+-- `{pauses}` the schema's pgstack_queue_pauses and `{queue}` the queue's name as
+-- a string literal (a checked identifier, so safe to quote).
 --
 -- A job is waiting while claimed_at IS NULL and running while it is set;
 -- visible_at is when it may next be claimed (its scheduled time, its retry time,
@@ -66,15 +68,19 @@ RETURNING id, unique_key, NOT (xmax = 0) AS duplicate
 -- is evaluated once, so the LIMIT bounds the rows locked and updated (an
 -- `id IN (subquery LIMIT n)` may be re-run by the planner and touch more), and
 -- concurrent claimers skip each other's rows instead of waiting.
+-- A paused queue (a row in {pauses}) claims nothing: the NOT EXISTS is
+-- uncorrelated, so PostgreSQL checks it once per claim, before any scan.
 WITH expired AS (
     SELECT id FROM {table}
     WHERE claimed_at IS NOT NULL AND visible_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM {pauses} WHERE queue = {queue})
     ORDER BY visible_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), ready AS (
     SELECT id FROM {table}
     WHERE claimed_at IS NULL AND visible_at <= now()
+      AND NOT EXISTS (SELECT 1 FROM {pauses} WHERE queue = {queue})
     ORDER BY {ready_order}
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -245,3 +251,117 @@ ON CONFLICT (channel, worker) DO UPDATE SET seen_at = excluded.seen_at
 
 -- name: QueueWaitEnd
 DELETE FROM {waiters} WHERE channel = $1 AND worker = $2
+
+-- Admin statements (pgstack/src/queue/admin.rs): inspect and steer jobs by id,
+-- unfenced by attempt, as an operator does.
+
+-- name: QueueJobGet
+-- One job in the hot table: waiting, scheduled, retrying or running.
+SELECT id, kind, payload, priority, attempt, max_attempts, unique_key, last_error,
+       created_at, visible_at, claimed_at, visible_at <= now() AS due
+FROM {table}
+WHERE id = $1
+
+-- name: QueueJobList
+-- One page of the jobs in one state (its predicate fills the WHERE); filters are
+-- optional: $2 kind, $3 unique key (NULL: any); keyset on id after $1.
+SELECT id, kind, payload, priority, attempt, max_attempts, unique_key, last_error,
+       created_at, visible_at, claimed_at, visible_at <= now() AS due
+FROM {table}
+WHERE {state_where}
+  AND id > $1
+  AND ($2::text IS NULL OR kind = $2)
+  AND ($3::text IS NULL OR unique_key = $3)
+ORDER BY id
+LIMIT $4
+
+-- name: QueueDeadGet
+SELECT id, kind, payload, priority, attempt, max_attempts, unique_key, last_error,
+       created_at, failed_at
+FROM {dead}
+WHERE id = $1
+
+-- name: QueueDeadListFiltered
+SELECT id, kind, payload, priority, attempt, max_attempts, unique_key, last_error,
+       created_at, failed_at
+FROM {dead}
+WHERE id > $1
+  AND ($2::text IS NULL OR kind = $2)
+  AND ($3::text IS NULL OR unique_key = $3)
+ORDER BY id
+LIMIT $4
+
+-- name: QueueArchiveGet
+SELECT id, kind, payload, priority, attempt, max_attempts, unique_key, last_error,
+       created_at, finished_at, outcome
+FROM {archive}
+WHERE id = $1
+
+-- name: QueueCancelDead
+-- Cancels a job, waiting or running: it leaves the hot table for the dead
+-- letters, its error saying why; a running worker's completion then finds it
+-- gone and changes nothing, and the worker's heartbeat tells the handler.
+WITH gone AS (
+    DELETE FROM {table} WHERE id = $1
+    RETURNING *
+)
+INSERT INTO {dead} (id, kind, payload, priority, attempt, max_attempts, unique_key,
+                    last_error, created_at, failed_at)
+SELECT id, kind, payload, priority, attempt, max_attempts, unique_key,
+       'cancelled: ' || $2, created_at, now()
+FROM gone
+RETURNING id, (SELECT claimed_at IS NOT NULL FROM gone) AS was_running
+
+-- name: QueueCancelArchive
+WITH gone AS (
+    DELETE FROM {table} WHERE id = $1
+    RETURNING *
+)
+INSERT INTO {archive} (id, kind, payload, priority, attempt, max_attempts, unique_key,
+                       last_error, created_at, finished_at, outcome)
+SELECT id, kind, payload, priority, attempt, max_attempts, unique_key,
+       'cancelled: ' || $2, created_at, now(), 'cancelled'
+FROM gone
+RETURNING id, (SELECT claimed_at IS NOT NULL FROM gone) AS was_running
+
+-- name: QueueCancelDelete
+DELETE FROM {table} WHERE id = $1 AND $2::text IS NOT NULL
+RETURNING id, claimed_at IS NOT NULL AS was_running
+
+-- name: QueueRetryNow
+-- A waiting, scheduled or retrying job becomes claimable now.
+UPDATE {table} SET visible_at = now()
+WHERE id = $1 AND claimed_at IS NULL
+RETURNING id
+
+-- name: QueueDeleteWaiting
+DELETE FROM {table} WHERE id = $1 AND claimed_at IS NULL
+RETURNING id
+
+-- name: QueueDeleteDead
+DELETE FROM {dead} WHERE id = $1
+RETURNING id
+
+-- name: QueuePurge
+-- Every job not running: waiting, scheduled and retrying.
+DELETE FROM {table} WHERE claimed_at IS NULL
+
+-- name: QueuePurgeDead
+DELETE FROM {dead}
+
+-- name: QueuePause
+INSERT INTO {pauses} (queue, reason) VALUES ({queue}, $1)
+ON CONFLICT (queue) DO UPDATE SET reason = excluded.reason
+
+-- name: QueueResume
+DELETE FROM {pauses} WHERE queue = {queue}
+
+-- name: QueuePaused
+SELECT paused_at, reason FROM {pauses} WHERE queue = {queue}
+
+-- name: QueueDeadIdsByKind
+SELECT id FROM {dead} WHERE kind = $1 ORDER BY id LIMIT $2
+
+-- name: QueueNotifyCancel
+-- Tells listening workers at once that job $2 was cancelled.
+SELECT pg_notify($1, 'cancel:' || $2::bigint)

@@ -56,6 +56,12 @@ pub enum Error {
         what: &'static str,
         help: &'static str,
     },
+    /// A facility's table does not exist: its migration has not been applied.
+    #[error(
+        "table `{table}` of `{facility}` does not exist: the migration that creates it has not \
+         been applied; run `pgstack-gen migrate` (or your migration crate's `up`)"
+    )]
+    NotMigrated { facility: String, table: String },
     /// A migration could not be applied; nothing from this run was kept.
     #[error(transparent)]
     Migration(Box<MigrationError>),

@@ -1,14 +1,22 @@
 //! What every facility handle shares: its name, its statements (built once, on first use,
-//! from the facility's `.sql` file and its checked table name) and the checks and errors
-//! every accessor makes. `JsonKv`, `DocumentStore`, `Queue`, `Cache`, `RateLimiter` and
+//! from the facility's `.sql` file and its checked table name), the checks and errors every
+//! accessor makes, and the tracing span and metrics of every statement it runs
+//! ([`Handle::traced`]). `JsonKv`, `DocumentStore`, `Queue`, `Cache`, `RateLimiter` and
 //! `Collection` each hold one `Handle`, so a rule written here holds for all six.
 
+use std::future::Future;
 use std::sync::OnceLock;
+use std::time::Instant;
 
-use crate::error::{Error, Result};
+use sea_orm::DbErr;
+use tracing::Instrument;
+
+use crate::error::{Error, Result, describe};
 
 /// The shared core of a facility handle; `S` is the facility's statements.
 pub(crate) struct Handle<S> {
+    /// The facility's kind, as spans and metrics label it: `kv`, `document`, `queue`, ...
+    kind: &'static str,
     /// The facility's name: its table, and how errors name it.
     name: &'static str,
     /// The statements, or the identifier that could not be quoted (kept, so every call
@@ -17,8 +25,9 @@ pub(crate) struct Handle<S> {
 }
 
 impl<S> Handle<S> {
-    pub(crate) const fn new(name: &'static str) -> Handle<S> {
+    pub(crate) const fn new(kind: &'static str, name: &'static str) -> Handle<S> {
         Handle {
+            kind,
             name,
             sql: OnceLock::new(),
         }
@@ -41,6 +50,32 @@ impl<S> Handle<S> {
             })
             .as_ref()
             .map_err(|name| Error::InvalidIdentifier(name.clone()))
+    }
+
+    /// Runs one statement of accessor `op` inside a `pgstack` span (`facility`, `table`,
+    /// `op`; DEBUG level), counting it and timing it in the metrics. A failure is logged at
+    /// DEBUG: the accessor returns it to its caller, whose job it is to decide how bad it is.
+    pub(crate) fn traced<T, F>(
+        &self,
+        op: &'static str,
+        statement: F,
+    ) -> impl Future<Output = std::result::Result<T, DbErr>> + Send
+    where
+        F: Future<Output = std::result::Result<T, DbErr>> + Send,
+        T: Send,
+    {
+        let (kind, name) = (self.kind, self.name);
+        let span = tracing::debug_span!("pgstack", facility = kind, table = name, op);
+        async move {
+            let started = Instant::now();
+            let result = statement.await;
+            crate::metrics::statement(kind, name, op, started.elapsed(), result.is_ok());
+            if let Err(e) = &result {
+                tracing::debug!(error = %describe(e), "statement failed");
+            }
+            result
+        }
+        .instrument(span)
     }
 
     /// An argument out of range, naming this facility.
@@ -87,7 +122,7 @@ mod tests {
 
     #[test]
     fn a_bad_name_is_reported_as_itself_on_every_call() {
-        let handle: Handle<String> = Handle::new("jobs");
+        let handle: Handle<String> = Handle::new("queue", "jobs");
         let build = || {
             Ident::new(
                 "jobs_dead_letters_with_a_name_far_longer_than_the_sixty_three_bytes_allowed",

@@ -15,6 +15,7 @@ pub mod ident;
 mod json;
 pub mod kv;
 pub mod limits;
+pub mod metrics;
 pub mod migrate;
 pub mod queue;
 pub mod rate_limit;

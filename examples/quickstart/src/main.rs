@@ -76,6 +76,16 @@ struct Flag {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // pgstack logs through `tracing`: worker start and stop, retries, dead letters and every
+    // database error it cannot return; RUST_LOG=pgstack=debug adds a span per statement.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("pgstack=info")),
+        )
+        .init();
+    // Metrics through the `metrics` facade; this recorder renders Prometheus text.
+    let prometheus = pgstack::metrics::prometheus::install()?;
     let url = std::env::var("DATABASE_URL")
         .map_err(|_| "set DATABASE_URL to a database migrated with `pgstack-gen migrate`")?;
     // sqlx pings the server before handing out each pooled connection unless told not to:
@@ -168,7 +178,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             Ok(())
         })
-        .start()?;
+        .start()
+        .await?;
     while worker.stats().completed == 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -293,6 +304,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "  score {:.4} (semantic rank {:?}, keyword rank {:?})  {}",
             hit.score, hit.semantic_rank, hit.keyword_rank, hit.item.title
         );
+    }
+    // What an application would serve at /metrics.
+    let text = prometheus.render();
+    let lines = text.lines().filter(|l| l.starts_with("pgstack_")).count();
+    println!("metrics: {lines} pgstack_* series, e.g.:");
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("pgstack_queue_completed_total"))
+    {
+        println!("  {line}");
     }
     Ok(())
 }

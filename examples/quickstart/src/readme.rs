@@ -66,7 +66,7 @@ async fn queue(db: DatabaseConnection, to: String, user_id: i64) -> Result {
         })
         .concurrency(16)                      // handlers at once
         .job_timeout(Some(Duration::from_secs(60)))
-        .start()?;
+        .start().await?;
     // ... on SIGTERM:
     worker.shutdown(Duration::from_secs(30)).await;
 
@@ -159,6 +159,29 @@ async fn cluster(primary: DatabaseConnection, replica: DatabaseConnection) -> Re
     let session = cluster.session();              // reads its own writes
     db::settings::STORE.set(&session, "app.theme", &"dark").await?;                    // the primary
     let theme: Option<String> = db::settings::STORE.get(&session, "app.theme").await?; // the primary
+    Ok(())
+}
+
+/// Operations: the job admin API.
+#[rustfmt::skip]
+async fn admin(db: DatabaseConnection) -> Result {
+    use pgstack::queue::{Cancelled, JobFilter, JobState};
+
+    let queue = &db::emails::QUEUE;
+    // Jobs failing right now, 100 at a time (pass `page.next` as `.after(..)` for more).
+    let page = queue.list_jobs(&db, &JobFilter::new(JobState::Retrying).kind("WelcomeEmail")).await?;
+    for job in &page.jobs {
+        println!("{} attempt {}/{}: {:?}", job.id, job.attempt, job.max_attempts, job.last_error);
+    }
+    if let Some(job) = page.jobs.first() {
+        match queue.cancel(&db, job.id, "bad address").await? {
+            Cancelled::Running => println!("its handler is told to stop"),
+            Cancelled::Waiting | Cancelled::NotFound => {}
+        }
+    }
+    queue.pause(&db, "mail provider outage").await?;   // every worker stops claiming
+    queue.resume(&db).await?;
+    queue.redrive_kind(&db, "WelcomeEmail", 1000).await?;  // dead letters back in line
     Ok(())
 }
 

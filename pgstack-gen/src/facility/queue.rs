@@ -158,6 +158,28 @@ pub(super) fn add_objects(queue: &Queue, schema: &mut Schema) -> Result<(), GenE
         schema.add_table(default);
     }
 
+    // Paused queues, one row each, shared by the schema's queues: a claim checks it, so a
+    // pause reaches every worker in every process at its next claim. Logged: a pause outlives
+    // a restart.
+    schema.add_table(Table {
+        name: "pgstack_queue_pauses".to_string(),
+        kind: "helpers".to_string(),
+        facility: String::new(),
+        columns: vec![
+            Column::new("queue", "text", true),
+            Column::new("paused_at", "timestamptz", true).default("now()"),
+            Column::new("reason", "text", false),
+        ],
+        primary_key: vec!["queue".to_string()],
+        checks: Vec::new(),
+        unlogged: false,
+        storage: BTreeMap::new(),
+        partition_by: None,
+        partition_of: None,
+        comment: Some(
+            "pgstack: paused queues; workers claim nothing from a queue listed here".to_string(),
+        ),
+    });
     if queue.notify {
         // Idle listening workers, one row each, shared by the schema's queues. UNLOGGED: it is
         // rewritten all the time and worth nothing after a crash (workers re-register).

@@ -73,7 +73,7 @@ impl Cache {
     pub const fn new(def: CacheDef) -> Cache {
         Cache {
             def,
-            handle: Handle::new(def.table),
+            handle: Handle::new("cache", def.table),
             counters: Counters::new(),
         }
     }
@@ -157,15 +157,21 @@ impl Cache {
     }
 
     fn count_lookup(&self, found: usize, asked: usize) {
-        bump(&self.counters.hits, found as u64);
-        bump(&self.counters.misses, (asked - found) as u64);
+        let (hits, misses) = (found as u64, (asked - found) as u64);
+        bump(&self.counters.hits, hits);
+        bump(&self.counters.misses, misses);
+        crate::metrics::cache_lookups(self.name(), hits, misses);
     }
 
     async fn get_row<C: Route>(&self, db: &C, key: &str) -> Result<Option<QueryResult>> {
         self.check_key(key)?;
-        let row = db
-            .primary()
-            .query_one_raw(stmt(&self.sql()?.get, vec![key.into()]))
+        let row = self
+            .handle
+            .traced(
+                "get",
+                db.primary()
+                    .query_one_raw(stmt(&self.sql()?.get, vec![key.into()])),
+            )
             .await
             .in_facility(self.name())?;
         self.count_lookup(usize::from(row.is_some()), 1);
@@ -200,9 +206,13 @@ impl Cache {
             self.check_key(key)?;
         }
         let list: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        let rows = db
-            .primary()
-            .query_all_raw(stmt(&self.sql()?.get_many, vec![list.into()]))
+        let rows = self
+            .handle
+            .traced(
+                "get_many",
+                db.primary()
+                    .query_all_raw(stmt(&self.sql()?.get_many, vec![list.into()])),
+            )
             .await
             .in_facility(self.name())?;
         let mut found = HashMap::with_capacity(rows.len());
@@ -252,9 +262,9 @@ impl Cache {
         values: Vec<Value>,
         count: u64,
     ) -> Result<Option<QueryResult>> {
-        let row = db
-            .primary()
-            .query_one_raw(stmt(sql, values))
+        let row = self
+            .handle
+            .traced("set", db.primary().query_one_raw(stmt(sql, values)))
             .await
             .in_facility(self.name())?;
         self.after_writes(db, count).await?;
@@ -329,8 +339,12 @@ impl Cache {
             Value::Array(ArrayType::Json, Some(Box::new(values))),
             self.ttl(expiry)?,
         ];
-        db.primary()
-            .execute_raw(stmt(&self.sql()?.set_many, params))
+        self.handle
+            .traced(
+                "set_many",
+                db.primary()
+                    .execute_raw(stmt(&self.sql()?.set_many, params)),
+            )
             .await
             .in_facility(self.name())?;
         self.after_writes(db, n).await
@@ -362,9 +376,13 @@ impl Cache {
     ) -> Result<bool> {
         self.check_key(key)?;
         let values = vec![key.into(), self.encode(key, value)?, self.ttl(expiry)?];
-        let row = db
-            .primary()
-            .query_one_raw(stmt(&self.sql()?.replace, values))
+        let row = self
+            .handle
+            .traced(
+                "replace",
+                db.primary()
+                    .query_one_raw(stmt(&self.sql()?.replace, values)),
+            )
             .await
             .in_facility(self.name())?;
         Ok(row.is_some())
@@ -373,12 +391,15 @@ impl Cache {
     /// Sets a live entry's expiry; `false` if there is none.
     pub async fn touch<C: Route>(&self, db: &C, key: &str, expiry: Expiry) -> Result<bool> {
         self.check_key(key)?;
-        let row = db
-            .primary()
-            .query_one_raw(stmt(
-                &self.sql()?.touch,
-                vec![key.into(), self.ttl(expiry)?],
-            ))
+        let row = self
+            .handle
+            .traced(
+                "touch",
+                db.primary().query_one_raw(stmt(
+                    &self.sql()?.touch,
+                    vec![key.into(), self.ttl(expiry)?],
+                )),
+            )
             .await
             .in_facility(self.name())?;
         Ok(row.is_some())
@@ -387,9 +408,13 @@ impl Cache {
     /// Deletes `key`; `true` if a live entry was there.
     pub async fn delete<C: Route>(&self, db: &C, key: &str) -> Result<bool> {
         self.check_key(key)?;
-        let row = db
-            .primary()
-            .query_one_raw(stmt(&self.sql()?.delete, vec![key.into()]))
+        let row = self
+            .handle
+            .traced(
+                "delete",
+                db.primary()
+                    .query_one_raw(stmt(&self.sql()?.delete, vec![key.into()])),
+            )
             .await
             .in_facility(self.name())?;
         match row {
@@ -415,9 +440,9 @@ impl Cache {
                 ),
                 None => stmt(&sql.delete_from, vec![prefix.into(), batch.into()]),
             };
-            let deleted = db
-                .primary()
-                .execute_raw(statement)
+            let deleted = self
+                .handle
+                .traced("delete_prefix", db.primary().execute_raw(statement))
                 .await
                 .in_facility(self.name())?
                 .rows_affected();
@@ -439,9 +464,12 @@ impl Cache {
     ) -> Result<i64> {
         self.check_key(key)?;
         let values = vec![key.into(), delta.into(), self.ttl(expiry)?];
-        let row = db
-            .primary()
-            .query_one_raw(stmt(&self.sql()?.incr, values))
+        let row = self
+            .handle
+            .traced(
+                "incr",
+                db.primary().query_one_raw(stmt(&self.sql()?.incr, values)),
+            )
             .await
             .map_err(|e| {
                 let text = e.to_string();
@@ -500,9 +528,13 @@ impl Cache {
         let mut waited = false;
         let mut compute = Some(compute);
         loop {
-            let row = db
-                .primary()
-                .query_one_raw(stmt(&sql.get_for_compute, vec![key.into()]))
+            let row = self
+                .handle
+                .traced(
+                    "get_or_compute",
+                    db.primary()
+                        .query_one_raw(stmt(&sql.get_for_compute, vec![key.into()])),
+                )
                 .await
                 .in_facility(self.name())?;
             let (stale, leased) = match &row {
@@ -511,7 +543,7 @@ impl Cache {
                     let value: Option<serde_json::Value> =
                         row.try_get_by_index(0).in_facility(self.name())?;
                     if live && let Some(value) = value {
-                        bump(&self.counters.hits, 1);
+                        self.count_lookup(1, 1);
                         return serde_json::from_value(value).map_err(|e| self.decode_error(e));
                     }
                     let leased: bool = row.try_get_by_index(2).in_facility(self.name())?;
@@ -520,14 +552,18 @@ impl Cache {
                 None => (None, false),
             };
             if !leased {
-                let won = db
-                    .primary()
-                    .query_one_raw(stmt(&sql.lease, vec![key.into(), lease.into()]))
+                let won = self
+                    .handle
+                    .traced(
+                        "get_or_compute",
+                        db.primary()
+                            .query_one_raw(stmt(&sql.lease, vec![key.into(), lease.into()])),
+                    )
                     .await
                     .in_facility(self.name())?
                     .is_some();
                 if won && let Some(compute) = compute.take() {
-                    bump(&self.counters.misses, 1);
+                    self.count_lookup(0, 1);
                     bump(&self.counters.computes, 1);
                     return match compute().await {
                         Ok(value) => {
@@ -536,8 +572,12 @@ impl Cache {
                         }
                         Err(e) => {
                             // Let the next caller try rather than wait out the lease.
-                            db.primary()
-                                .execute_raw(stmt(&sql.lease_release, vec![key.into()]))
+                            self.handle
+                                .traced(
+                                    "get_or_compute",
+                                    db.primary()
+                                        .execute_raw(stmt(&sql.lease_release, vec![key.into()])),
+                                )
                                 .await
                                 .in_facility(self.name())?;
                             Err(Error::Compute {
@@ -568,12 +608,15 @@ impl Cache {
     /// sessions hold; returns how many. Without an index on `expires_at` (which would make
     /// every write non-HOT) this scans until it finds `batch` rows: call it now and then.
     pub async fn sweep_expired<C: Route>(&self, db: &C, batch: u32) -> Result<u64> {
-        let result = db
-            .primary()
-            .execute_raw(stmt(
-                &self.sql()?.sweep,
-                vec![i64::from(batch.max(1)).into()],
-            ))
+        let result = self
+            .handle
+            .traced(
+                "sweep_expired",
+                db.primary().execute_raw(stmt(
+                    &self.sql()?.sweep,
+                    vec![i64::from(batch.max(1)).into()],
+                )),
+            )
             .await
             .in_facility(self.name())?;
         Ok(result.rows_affected())
@@ -590,13 +633,17 @@ impl Cache {
             (max.min(i64::MAX as u64) as i64).into(),
             (MAX_BATCH as i64).into(),
         ];
-        let deleted = db
-            .primary()
-            .execute_raw(stmt(&self.sql()?.evict, values))
+        let deleted = self
+            .handle
+            .traced(
+                "evict",
+                db.primary().execute_raw(stmt(&self.sql()?.evict, values)),
+            )
             .await
             .in_facility(self.name())?
             .rows_affected();
         bump(&self.counters.evicted, deleted);
+        crate::metrics::cache_evicted(self.name(), deleted);
         Ok(deleted)
     }
 

@@ -49,7 +49,7 @@ impl DocumentStore {
     pub const fn new(def: DocumentDef) -> Self {
         DocumentStore {
             def,
-            handle: Handle::new(def.table),
+            handle: Handle::new("document", def.table),
         }
     }
 
@@ -155,9 +155,13 @@ impl DocumentStore {
         doc: &T,
     ) -> Result<DocMeta> {
         let value = self.encode_doc(doc, "for insert")?;
-        let row = db
-            .write()
-            .query_one_raw(stmt(&self.sql()?.insert, vec![value]))
+        let row = self
+            .handle
+            .traced(
+                "insert",
+                db.write()
+                    .query_one_raw(stmt(&self.sql()?.insert, vec![value])),
+            )
             .await
             .map_err(|e| self.write_error(e))?;
         let Some(row) = row else {
@@ -181,9 +185,13 @@ impl DocumentStore {
         db: &C,
         id: i64,
     ) -> Result<Option<Doc<T>>> {
-        let row = db
-            .read()
-            .query_one_raw(stmt(&self.sql()?.get, vec![id.into()]))
+        let row = self
+            .handle
+            .traced(
+                "get",
+                db.read()
+                    .query_one_raw(stmt(&self.sql()?.get, vec![id.into()])),
+            )
             .await
             .in_facility(self.facility())?;
         row.map(|row| self.decode(&row)).transpose()
@@ -199,12 +207,15 @@ impl DocumentStore {
         doc: &T,
     ) -> Result<i64> {
         let value = self.encode_doc(doc, &format!("for document {id}"))?;
-        let row = db
-            .write()
-            .query_one_raw(stmt(
-                &self.sql()?.replace,
-                vec![id.into(), value, expected_version.into()],
-            ))
+        let row = self
+            .handle
+            .traced(
+                "replace",
+                db.write().query_one_raw(stmt(
+                    &self.sql()?.replace,
+                    vec![id.into(), value, expected_version.into()],
+                )),
+            )
             .await
             .map_err(|e| self.write_error(e))?;
         let f = self.facility();
@@ -278,9 +289,9 @@ impl DocumentStore {
         sql: &str,
         values: Vec<Value>,
     ) -> Result<Option<i64>> {
-        let row = db
-            .write()
-            .query_one_raw(stmt(sql, values))
+        let row = self
+            .handle
+            .traced("patch", db.write().query_one_raw(stmt(sql, values)))
             .await
             .map_err(|e| self.write_error(e))?;
         row.map(|row| row.try_get_by_index(0).in_facility(self.facility()))
@@ -289,9 +300,13 @@ impl DocumentStore {
 
     /// Deletes the document; `true` if it existed.
     pub async fn delete<C: Route>(&self, db: &C, id: i64) -> Result<bool> {
-        let result = db
-            .write()
-            .execute_raw(stmt(&self.sql()?.delete, vec![id.into()]))
+        let result = self
+            .handle
+            .traced(
+                "delete",
+                db.write()
+                    .execute_raw(stmt(&self.sql()?.delete, vec![id.into()])),
+            )
             .await
             .in_facility(self.facility())?;
         Ok(result.rows_affected() > 0)
@@ -308,12 +323,15 @@ impl DocumentStore {
     ) -> Result<DocPage<T>> {
         let limit = self.check_limit(limit)?;
         let pattern = self.encode(pattern, "containment pattern")?;
-        let rows = db
-            .read()
-            .query_all_raw(stmt(
-                &self.sql()?.find_containing,
-                vec![pattern, after.unwrap_or(0).into(), limit.into()],
-            ))
+        let rows = self
+            .handle
+            .traced(
+                "find_containing",
+                db.read().query_all_raw(stmt(
+                    &self.sql()?.find_containing,
+                    vec![pattern, after.unwrap_or(0).into(), limit.into()],
+                )),
+            )
             .await
             .in_facility(self.facility())?;
         self.page(rows, limit)
@@ -336,12 +354,15 @@ impl DocumentStore {
         let limit = self.check_limit(limit)?;
         let sql = self.field_sql(field.name())?;
         let value: Value = value.into().into();
-        let rows = db
-            .read()
-            .query_all_raw(stmt(
-                sql,
-                vec![value, after.unwrap_or(0).into(), limit.into()],
-            ))
+        let rows = self
+            .handle
+            .traced(
+                "find_by",
+                db.read().query_all_raw(stmt(
+                    sql,
+                    vec![value, after.unwrap_or(0).into(), limit.into()],
+                )),
+            )
             .await
             .in_facility(self.facility())?;
         self.page(rows, limit)
@@ -371,12 +392,15 @@ impl DocumentStore {
         limit: u32,
     ) -> Result<DocPage<T>> {
         let limit = self.check_limit(limit)?;
-        let rows = db
-            .read()
-            .query_all_raw(stmt(
-                &self.sql()?.list,
-                vec![after.unwrap_or(0).into(), limit.into()],
-            ))
+        let rows = self
+            .handle
+            .traced(
+                "list",
+                db.read().query_all_raw(stmt(
+                    &self.sql()?.list,
+                    vec![after.unwrap_or(0).into(), limit.into()],
+                )),
+            )
             .await
             .in_facility(self.facility())?;
         self.page(rows, limit)

@@ -24,7 +24,7 @@ impl KvCore {
     pub(super) const fn new(def: KvDef) -> Self {
         KvCore {
             def,
-            handle: Handle::new(def.table),
+            handle: Handle::new("kv", def.table),
         }
     }
 
@@ -67,8 +67,12 @@ impl KvCore {
 
     pub(super) async fn get_row<C: Route>(&self, db: &C, key: &str) -> Result<Option<QueryResult>> {
         self.check_key(key)?;
-        db.read()
-            .query_one_raw(stmt(&self.sql()?.get, vec![key.into()]))
+        self.handle
+            .traced(
+                "get",
+                db.read()
+                    .query_one_raw(stmt(&self.sql()?.get, vec![key.into()])),
+            )
             .await
             .in_facility(self.facility())
     }
@@ -83,17 +87,25 @@ impl KvCore {
             self.check_key(key)?;
         }
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        db.read()
-            .query_all_raw(stmt(&self.sql()?.get_many, vec![keys.into()]))
+        self.handle
+            .traced(
+                "get_many",
+                db.read()
+                    .query_all_raw(stmt(&self.sql()?.get_many, vec![keys.into()])),
+            )
             .await
             .in_facility(self.facility())
     }
 
     pub(super) async fn exists<C: Route>(&self, db: &C, key: &str) -> Result<bool> {
         self.check_key(key)?;
-        let row = db
-            .read()
-            .query_one_raw(stmt(&self.sql()?.exists, vec![key.into()]))
+        let row = self
+            .handle
+            .traced(
+                "exists",
+                db.read()
+                    .query_one_raw(stmt(&self.sql()?.exists, vec![key.into()])),
+            )
             .await
             .in_facility(self.facility())?;
         match row {
@@ -111,9 +123,13 @@ impl KvCore {
     ) -> Result<i64> {
         self.check_key(key)?;
         let ttl = self.ttl_param(ttl)?;
-        let row = db
-            .write()
-            .query_one_raw(stmt(&self.sql()?.set, vec![key.into(), value, ttl]))
+        let row = self
+            .handle
+            .traced(
+                "set",
+                db.write()
+                    .query_one_raw(stmt(&self.sql()?.set, vec![key.into(), value, ttl])),
+            )
             .await
             .in_facility(self.facility())?;
         self.version_of(row)
@@ -128,12 +144,15 @@ impl KvCore {
     ) -> Result<Option<i64>> {
         self.check_key(key)?;
         let ttl = self.ttl_param(ttl)?;
-        let row = db
-            .write()
-            .query_one_raw(stmt(
-                &self.sql()?.set_if_absent,
-                vec![key.into(), value, ttl],
-            ))
+        let row = self
+            .handle
+            .traced(
+                "set_if_absent",
+                db.write().query_one_raw(stmt(
+                    &self.sql()?.set_if_absent,
+                    vec![key.into(), value, ttl],
+                )),
+            )
             .await
             .in_facility(self.facility())?;
         match row {
@@ -150,17 +169,20 @@ impl KvCore {
         value: Value,
     ) -> Result<i64> {
         self.check_key(key)?;
-        let row = db
-            .write()
-            .query_one_raw(stmt(
-                &self.sql()?.compare_and_set,
-                vec![
-                    key.into(),
-                    value,
-                    expected_version.into(),
-                    Value::BigInt(None),
-                ],
-            ))
+        let row = self
+            .handle
+            .traced(
+                "compare_and_set",
+                db.write().query_one_raw(stmt(
+                    &self.sql()?.compare_and_set,
+                    vec![
+                        key.into(),
+                        value,
+                        expected_version.into(),
+                        Value::BigInt(None),
+                    ],
+                )),
+            )
             .await
             .in_facility(self.facility())?;
         let Some(row) = row else {
@@ -174,9 +196,13 @@ impl KvCore {
         if current == Some(expected_version) {
             // The statement waited for a concurrent writer's row lock and then found the row
             // changed; its snapshot still shows the old version. Read the version that won.
-            let row = db
-                .write()
-                .query_one_raw(stmt(&self.sql()?.get, vec![key.into()]))
+            let row = self
+                .handle
+                .traced(
+                    "compare_and_set",
+                    db.write()
+                        .query_one_raw(stmt(&self.sql()?.get, vec![key.into()])),
+                )
                 .await
                 .in_facility(self.facility())?;
             current = match row {
@@ -198,9 +224,13 @@ impl KvCore {
 
     pub(super) async fn delete<C: Route>(&self, db: &C, key: &str) -> Result<bool> {
         self.check_key(key)?;
-        let row = db
-            .write()
-            .query_one_raw(stmt(&self.sql()?.delete, vec![key.into()]))
+        let row = self
+            .handle
+            .traced(
+                "delete",
+                db.write()
+                    .query_one_raw(stmt(&self.sql()?.delete, vec![key.into()])),
+            )
             .await
             .in_facility(self.facility())?;
         match row {
@@ -230,8 +260,12 @@ impl KvCore {
         }
         let (keys, values): (Vec<String>, Vec<Value>) = entries.into_iter().unzip();
         let values = Value::Array(array_type, Some(Box::new(values)));
-        db.write()
-            .execute_raw(stmt(&self.sql()?.set_many, vec![keys.into(), values, ttl]))
+        self.handle
+            .traced(
+                "set_many",
+                db.write()
+                    .execute_raw(stmt(&self.sql()?.set_many, vec![keys.into(), values, ttl])),
+            )
             .await
             .in_facility(self.facility())?;
         Ok(())
@@ -265,8 +299,8 @@ impl KvCore {
                 vec![prefix.into(), cursor.into(), limit.into()],
             ),
         };
-        db.read()
-            .query_all_raw(statement)
+        self.handle
+            .traced("scan_prefix", db.read().query_all_raw(statement))
             .await
             .in_facility(self.facility())
     }
@@ -280,21 +314,28 @@ impl KvCore {
         self.check_key(key)?;
         self.require_expiry()?;
         let ttl = self.ttl_param(ttl)?;
-        let row = db
-            .write()
-            .query_one_raw(stmt(&self.sql()?.expire, vec![key.into(), ttl]))
+        let row = self
+            .handle
+            .traced(
+                "expire",
+                db.write()
+                    .query_one_raw(stmt(&self.sql()?.expire, vec![key.into(), ttl])),
+            )
             .await
             .in_facility(self.facility())?;
         Ok(row.is_some())
     }
 
     pub(super) async fn sweep_expired<C: Route>(&self, db: &C, batch: u32) -> Result<u64> {
-        let result = db
-            .write()
-            .execute_raw(stmt(
-                &self.sql()?.sweep,
-                vec![i64::from(batch.max(1)).into()],
-            ))
+        let result = self
+            .handle
+            .traced(
+                "sweep_expired",
+                db.write().execute_raw(stmt(
+                    &self.sql()?.sweep,
+                    vec![i64::from(batch.max(1)).into()],
+                )),
+            )
             .await
             .in_facility(self.facility())?;
         Ok(result.rows_affected())
@@ -312,9 +353,13 @@ impl KvCore {
                 vec![prefix.into(), "".into(), 100i64.into()],
             ),
         };
-        let rows = db
-            .read()
-            .query_all_raw(stmt(&format!("EXPLAIN {text}"), values))
+        let rows = self
+            .handle
+            .traced(
+                "explain_scan",
+                db.read()
+                    .query_all_raw(stmt(&format!("EXPLAIN {text}"), values)),
+            )
             .await
             .in_facility(self.facility())?;
         let mut plan = String::new();

@@ -19,7 +19,7 @@
 //!         Ok(())
 //!     })
 //!     .concurrency(16)
-//!     .start()?;
+//!     .start().await?;
 //! worker.shutdown(Duration::from_secs(10)).await;
 //! # Ok(()) }
 //! ```
@@ -28,6 +28,7 @@
 //! (`visibility_timeout`) expires. Every completion, failure, heartbeat and release names the
 //! attempt it was claimed with, so a worker that lost its lease to a redelivery changes nothing.
 
+mod admin;
 mod def;
 mod job;
 mod maintenance;
@@ -43,6 +44,7 @@ use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 use serde::Serialize;
 
+pub use self::admin::{Cancelled, JobFilter, JobInfo, JobPage, JobState, Paused};
 pub use self::def::{ArchiveDef, Backoff, BackoffKind, QueueDef};
 pub use self::job::Job;
 pub use self::maintenance::MaintenanceReport;
@@ -51,7 +53,7 @@ pub use self::records::{
     QueueMetrics,
 };
 use self::sql::QueueSql;
-pub use self::worker::{Delivery, JobError, Worker, WorkerHandle, WorkerStats};
+pub use self::worker::{Cancellation, Delivery, JobError, Worker, WorkerHandle, WorkerStats};
 use crate::cluster::Route;
 use crate::error::{DbContext, Error, Result};
 use crate::handle::Handle;
@@ -87,7 +89,7 @@ impl Queue {
     pub const fn new(def: QueueDef) -> Queue {
         Queue {
             def,
-            handle: Handle::new(def.table),
+            handle: Handle::new("queue", def.table),
         }
     }
 
@@ -222,9 +224,12 @@ impl Queue {
                 unique_key.into()
             },
         ];
-        let row = db
-            .write()
-            .query_one_raw(stmt(&self.sql()?.enqueue, values))
+        let row = self
+            .handle
+            .traced(
+                "enqueue",
+                db.write().query_one_raw(stmt(&self.sql()?.enqueue, values)),
+            )
             .await
             .in_facility(self.name())?;
         let row = row.ok_or_else(|| Error::Database {
@@ -288,9 +293,13 @@ impl Queue {
             array(ArrayType::Int, attempts),
             array(ArrayType::String, keys),
         ];
-        let rows = db
-            .write()
-            .query_all_raw(stmt(&self.sql()?.enqueue_many, values))
+        let rows = self
+            .handle
+            .traced(
+                "enqueue_many",
+                db.write()
+                    .query_all_raw(stmt(&self.sql()?.enqueue_many, values)),
+            )
             .await
             .in_facility(self.name())?;
         // New rows get ids in input order; existing rows (duplicates) are matched by key.
@@ -355,12 +364,15 @@ impl Queue {
         }
         limits::batch(self.name(), "jobs", limit)?;
         let lease = limits::millis(self.name(), "a lease", lease, Duration::from_millis(1))?;
-        let rows = db
-            .write()
-            .query_all_raw(stmt(
-                &self.sql()?.claim,
-                vec![(limit as i64).into(), lease.into()],
-            ))
+        let rows = self
+            .handle
+            .traced(
+                "claim",
+                db.write().query_all_raw(stmt(
+                    &self.sql()?.claim,
+                    vec![(limit as i64).into(), lease.into()],
+                )),
+            )
             .await
             .in_facility(self.name())?;
         let f = self.name();
@@ -393,10 +405,16 @@ impl Queue {
         ))
     }
 
-    async fn ids<C: Route>(&self, db: &C, sql: &str, values: Vec<Value>) -> Result<Vec<i64>> {
-        let rows = db
-            .write()
-            .query_all_raw(stmt(sql, values))
+    async fn ids<C: Route>(
+        &self,
+        db: &C,
+        op: &'static str,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Vec<i64>> {
+        let rows = self
+            .handle
+            .traced(op, db.write().query_all_raw(stmt(sql, values)))
             .await
             .in_facility(self.name())?;
         rows.iter()
@@ -411,7 +429,7 @@ impl Queue {
             return Ok(Vec::new());
         }
         let (ids, attempts) = self.tokens(jobs)?;
-        self.ids(db, &self.sql()?.complete, vec![ids, attempts])
+        self.ids(db, "complete", &self.sql()?.complete, vec![ids, attempts])
             .await
     }
 
@@ -453,7 +471,7 @@ impl Queue {
                 ),
                 self.def.backoff.jitter.into(),
             ];
-            report.retried = self.ids(db, &sql.retry, values).await?;
+            report.retried = self.ids(db, "retry", &sql.retry, values).await?;
         }
         if !kill.is_empty() {
             let values = vec![
@@ -467,7 +485,7 @@ impl Queue {
                     kill.iter().map(|f| f.error.clone()).collect(),
                 ),
             ];
-            report.dead = self.ids(db, &sql.kill, values).await?;
+            report.dead = self.ids(db, "dead_letter", &sql.kill, values).await?;
         }
         Ok(report)
     }
@@ -490,8 +508,13 @@ impl Queue {
             lease.unwrap_or(self.def.visibility_timeout()),
             Duration::from_millis(1),
         )?;
-        self.ids(db, &self.sql()?.extend, vec![ids, attempts, lease.into()])
-            .await
+        self.ids(
+            db,
+            "extend_lease",
+            &self.sql()?.extend,
+            vec![ids, attempts, lease.into()],
+        )
+        .await
     }
 
     /// Gives jobs back unfinished: claimable at once, the attempt not counted. Wakes listeners
@@ -502,13 +525,17 @@ impl Queue {
         }
         let (ids, attempts) = self.tokens(jobs)?;
         let released = self
-            .ids(db, &self.sql()?.release, vec![ids, attempts])
+            .ids(db, "release", &self.sql()?.release, vec![ids, attempts])
             .await?;
         if let Some(channel) = self.def.notify_channel
             && !released.is_empty()
         {
-            db.write()
-                .execute_raw(stmt(&self.sql()?.notify, vec![channel.into()]))
+            self.handle
+                .traced(
+                    "release",
+                    db.write()
+                        .execute_raw(stmt(&self.sql()?.notify, vec![channel.into()])),
+                )
                 .await
                 .in_facility(self.name())?;
         }
@@ -521,11 +548,14 @@ impl Queue {
         let Some(channel) = self.def.notify_channel else {
             return Ok(());
         };
-        db.write()
-            .execute_raw(stmt(
-                &self.sql()?.wait_start,
-                vec![channel.into(), worker.into()],
-            ))
+        self.handle
+            .traced(
+                "wait_start",
+                db.write().execute_raw(stmt(
+                    &self.sql()?.wait_start,
+                    vec![channel.into(), worker.into()],
+                )),
+            )
             .await
             .in_facility(self.name())?;
         Ok(())
@@ -536,11 +566,14 @@ impl Queue {
         let Some(channel) = self.def.notify_channel else {
             return Ok(());
         };
-        db.write()
-            .execute_raw(stmt(
-                &self.sql()?.wait_end,
-                vec![channel.into(), worker.into()],
-            ))
+        self.handle
+            .traced(
+                "wait_end",
+                db.write().execute_raw(stmt(
+                    &self.sql()?.wait_end,
+                    vec![channel.into(), worker.into()],
+                )),
+            )
             .await
             .in_facility(self.name())?;
         Ok(())
@@ -548,9 +581,13 @@ impl Queue {
 
     /// When the next waiting job becomes claimable (none: nothing is waiting).
     pub async fn next_visible_at<C: Route>(&self, db: &C) -> Result<Option<DateTime<Utc>>> {
-        let row = db
-            .primary()
-            .query_one_raw(stmt(&self.sql()?.next_visible, vec![]))
+        let row = self
+            .handle
+            .traced(
+                "next_visible_at",
+                db.primary()
+                    .query_one_raw(stmt(&self.sql()?.next_visible, vec![])),
+            )
             .await
             .in_facility(self.name())?;
         match row {
@@ -572,9 +609,13 @@ impl Queue {
     ) -> Result<Vec<DeadJob>> {
         let sql = self.dead_sql(&self.sql()?.dead_list)?;
         let limit = self.page(limit)?;
-        let rows = db
-            .read()
-            .query_all_raw(stmt(sql, vec![after.unwrap_or(0).into(), limit.into()]))
+        let rows = self
+            .handle
+            .traced(
+                "dead_letters",
+                db.read()
+                    .query_all_raw(stmt(sql, vec![after.unwrap_or(0).into(), limit.into()])),
+            )
             .await
             .in_facility(self.name())?;
         let f = self.name();
@@ -604,23 +645,34 @@ impl Queue {
             return Ok(Vec::new());
         }
         limits::batch(self.name(), "ids", ids.len())?;
-        self.ids(db, sql, vec![array(ArrayType::BigInt, ids.to_vec())])
-            .await
+        self.ids(
+            db,
+            "redrive",
+            sql,
+            vec![array(ArrayType::BigInt, ids.to_vec())],
+        )
+        .await
     }
 
     /// Redrives up to `limit` dead jobs, oldest first.
     pub async fn redrive_all<C: Route>(&self, db: &C, limit: u32) -> Result<Vec<i64>> {
         let sql = self.dead_sql(&self.sql()?.dead_ids)?;
-        let ids = self.ids(db, sql, vec![self.page(limit)?.into()]).await?;
+        let ids = self
+            .ids(db, "dead_ids", sql, vec![self.page(limit)?.into()])
+            .await?;
         self.redrive(db, &ids).await
     }
 
     /// Queue depth and the age of the oldest claimable job; each count stops at `cap`.
     pub async fn metrics<C: Route>(&self, db: &C, cap: u64) -> Result<QueueMetrics> {
         let cap = cap.clamp(1, i64::MAX as u64);
-        let row = db
-            .read()
-            .query_one_raw(stmt(&self.sql()?.metrics, vec![(cap as i64).into()]))
+        let row = self
+            .handle
+            .traced(
+                "metrics",
+                db.read()
+                    .query_one_raw(stmt(&self.sql()?.metrics, vec![(cap as i64).into()])),
+            )
             .await
             .in_facility(self.name())?;
         let f = self.name();

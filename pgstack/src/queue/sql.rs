@@ -25,6 +25,31 @@ pub(super) struct QueueSql {
     pub(super) metrics: String,
     pub(super) wait_start: String,
     pub(super) wait_end: String,
+    pub(super) admin: AdminSql,
+}
+
+/// The admin API's statements (`admin.rs`).
+pub(super) struct AdminSql {
+    pub(super) job_get: String,
+    /// `QueueJobList` per state: waiting, scheduled, retrying, running.
+    pub(super) list_waiting: String,
+    pub(super) list_scheduled: String,
+    pub(super) list_retrying: String,
+    pub(super) list_running: String,
+    pub(super) dead_get: Option<String>,
+    pub(super) dead_list: Option<String>,
+    pub(super) archive_get: Option<String>,
+    pub(super) cancel: String,
+    pub(super) retry_now: String,
+    pub(super) delete_waiting: String,
+    pub(super) delete_dead: Option<String>,
+    pub(super) purge: String,
+    pub(super) purge_dead: Option<String>,
+    pub(super) pause: String,
+    pub(super) resume: String,
+    pub(super) paused: String,
+    pub(super) dead_ids_by_kind: Option<String>,
+    pub(super) notify_cancel: String,
 }
 
 pub(super) fn sql_file() -> &'static SqlFile {
@@ -42,6 +67,9 @@ impl QueueSql {
             Ident::new(&format!("{}_archive", def.table))?
         );
         let waiters = format!("{schema}.{}", Ident::new("pgstack_queue_waiters")?);
+        let pauses = format!("{schema}.{}", Ident::new("pgstack_queue_pauses")?);
+        // A checked identifier: no quote or backslash to escape.
+        let queue = format!("'{}'", Ident::new(def.table)?.as_str());
         let dead_count = if def.dead_letter {
             format!("(SELECT count(*) FROM (SELECT 1 FROM {dead} LIMIT $1) AS d)")
         } else {
@@ -63,9 +91,16 @@ impl QueueSql {
             ("payload_type", def.payload.sql()),
             ("dead_count", dead_count.as_str()),
             ("waiters", waiters.as_str()),
+            ("pauses", pauses.as_str()),
+            ("queue", queue.as_str()),
         ];
         let file = sql_file();
         let get = |name: &str| file.get(name, &vars);
+        let list = |state: &str| {
+            let mut with_state = vars.to_vec();
+            with_state.push(("state_where", state));
+            file.get("QueueJobList", &with_state)
+        };
         let kill = if def.dead_letter {
             "QueueKillDead"
         } else if def.archive.is_some() {
@@ -102,6 +137,33 @@ impl QueueSql {
             metrics: get("QueueMetrics"),
             wait_start: get("QueueWaitStart"),
             wait_end: get("QueueWaitEnd"),
+            admin: AdminSql {
+                job_get: get("QueueJobGet"),
+                list_waiting: list("claimed_at IS NULL AND attempt = 0 AND visible_at <= now()"),
+                list_scheduled: list("claimed_at IS NULL AND attempt = 0 AND visible_at > now()"),
+                list_retrying: list("claimed_at IS NULL AND attempt > 0"),
+                list_running: list("claimed_at IS NOT NULL"),
+                dead_get: def.dead_letter.then(|| get("QueueDeadGet")),
+                dead_list: def.dead_letter.then(|| get("QueueDeadListFiltered")),
+                archive_get: def.archive.is_some().then(|| get("QueueArchiveGet")),
+                cancel: get(if def.dead_letter {
+                    "QueueCancelDead"
+                } else if def.archive.is_some() {
+                    "QueueCancelArchive"
+                } else {
+                    "QueueCancelDelete"
+                }),
+                retry_now: get("QueueRetryNow"),
+                delete_waiting: get("QueueDeleteWaiting"),
+                delete_dead: def.dead_letter.then(|| get("QueueDeleteDead")),
+                purge: get("QueuePurge"),
+                purge_dead: def.dead_letter.then(|| get("QueuePurgeDead")),
+                pause: get("QueuePause"),
+                resume: get("QueueResume"),
+                paused: get("QueuePaused"),
+                dead_ids_by_kind: def.dead_letter.then(|| get("QueueDeadIdsByKind")),
+                notify_cancel: get("QueueNotifyCancel"),
+            },
         })
     }
 }

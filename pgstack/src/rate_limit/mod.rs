@@ -68,7 +68,7 @@ impl RateLimiter {
     pub const fn new(def: RateLimitDef) -> RateLimiter {
         RateLimiter {
             def,
-            handle: Handle::new(def.table),
+            handle: Handle::new("rate_limit", def.table),
         }
     }
 
@@ -163,13 +163,18 @@ impl RateLimiter {
                 cost_i.into(),
             ],
         };
-        let row = db
-            .primary()
-            .query_one_raw(stmt(&sql.check, values))
+        let row = self
+            .handle
+            .traced(
+                "check",
+                db.primary().query_one_raw(stmt(&sql.check, values)),
+            )
             .await
             .in_facility(self.name())?;
         let row = row.ok_or_else(|| self.handle.no_row("the check"))?;
-        self.decide(&row, 0, cost, true)
+        let decision = self.decide(&row, 0, cost, true)?;
+        crate::metrics::rate_check(self.name(), decision.allowed);
+        Ok(decision)
     }
 
     /// Checks many requests in one statement and one round trip, one per key: keys must be
@@ -232,9 +237,13 @@ impl RateLimiter {
                 self.period_us().max(1).into(),
             ],
         };
-        let rows = db
-            .primary()
-            .query_all_raw(stmt(&self.sql()?.check_many, values))
+        let rows = self
+            .handle
+            .traced(
+                "check_many",
+                db.primary()
+                    .query_all_raw(stmt(&self.sql()?.check_many, values)),
+            )
             .await
             .in_facility(self.name())?;
         let mut by_key = HashMap::with_capacity(rows.len());
@@ -251,7 +260,9 @@ impl RateLimiter {
                         "the batched check returned no row for key {key:?}"
                     )),
                 })?;
-                self.decide(row, 1, *cost, true)
+                let decision = self.decide(row, 1, *cost, true)?;
+                crate::metrics::rate_check(self.name(), decision.allowed);
+                Ok(decision)
             })
             .collect()
     }
@@ -274,9 +285,13 @@ impl RateLimiter {
     /// What a cost-1 request would see now, without consuming anything.
     pub async fn peek<C: Route>(&self, db: &C, key: &str) -> Result<Decision> {
         self.check_key(key)?;
-        let row = db
-            .primary()
-            .query_one_raw(stmt(&self.sql()?.peek, vec![key.into()]))
+        let row = self
+            .handle
+            .traced(
+                "peek",
+                db.primary()
+                    .query_one_raw(stmt(&self.sql()?.peek, vec![key.into()])),
+            )
             .await
             .in_facility(self.name())?;
         let row = row.ok_or_else(|| self.handle.no_row("the peek"))?;
@@ -286,8 +301,12 @@ impl RateLimiter {
     /// Forgets `key`'s state: its next request starts with full capacity.
     pub async fn reset<C: Route>(&self, db: &C, key: &str) -> Result<()> {
         self.check_key(key)?;
-        db.primary()
-            .execute_raw(stmt(&self.sql()?.reset, vec![key.into()]))
+        self.handle
+            .traced(
+                "reset",
+                db.primary()
+                    .execute_raw(stmt(&self.sql()?.reset, vec![key.into()])),
+            )
             .await
             .in_facility(self.name())?;
         Ok(())
@@ -307,9 +326,12 @@ impl RateLimiter {
                 vec![batch.into(), self.period_us().into()]
             }
         };
-        let result = db
-            .primary()
-            .execute_raw(stmt(&self.sql()?.sweep, values))
+        let result = self
+            .handle
+            .traced(
+                "sweep",
+                db.primary().execute_raw(stmt(&self.sql()?.sweep, values)),
+            )
             .await
             .in_facility(self.name())?;
         Ok(result.rows_affected())

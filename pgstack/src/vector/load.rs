@@ -64,15 +64,25 @@ impl Collection {
         let sql = &self.sql()?.upsert;
         // Kept for a retry only where one can happen.
         let retry = self.def.partition_by.is_some().then(|| json.clone());
-        match db.write().query_all_raw(stmt(sql, vec![json.into()])).await {
+        match self
+            .handle
+            .traced(
+                "upsert",
+                db.write().query_all_raw(stmt(sql, vec![json.into()])),
+            )
+            .await
+        {
             Ok(rows) => Ok(rows),
             // A partition this process created was rolled back or dropped: create it again.
             Err(e) if e.to_string().contains("no partition of relation") => match retry {
                 Some(json) => {
                     self.forget_partitions();
                     self.ensure_partitions(db, tenants).await?;
-                    db.write()
-                        .query_all_raw(stmt(sql, vec![json.into()]))
+                    self.handle
+                        .traced(
+                            "upsert",
+                            db.write().query_all_raw(stmt(sql, vec![json.into()])),
+                        )
                         .await
                         .in_facility(self.facility())
                 }
@@ -212,9 +222,13 @@ impl Collection {
         let sql = "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def \
                    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam \
                    WHERE i.indrelid = to_regclass($1) AND a.amname IN ('hnsw', 'ivfflat')";
-        let rows = db
-            .primary()
-            .query_all_raw(stmt(sql, vec![self.sql()?.table.clone().into()]))
+        let rows = self
+            .handle
+            .traced(
+                "ann_indexes",
+                db.primary()
+                    .query_all_raw(stmt(sql, vec![self.sql()?.table.clone().into()])),
+            )
             .await
             .in_facility(self.facility())?;
         rows.iter()

@@ -79,7 +79,7 @@ impl Collection {
     pub const fn new(def: CollectionDef) -> Collection {
         Collection {
             def,
-            handle: Handle::new(def.table),
+            handle: Handle::new("vector", def.table),
             tenants: Mutex::new(BTreeSet::new()),
             selectivity: Mutex::new(BTreeMap::new()),
         }
@@ -269,11 +269,14 @@ impl Collection {
                 .collect()
         };
         for tenant in missing {
-            db.write()
-                .execute_raw(stmt(
-                    &self.sql()?.ensure_partition,
-                    vec![self.def.table.into(), tenant.clone().into()],
-                ))
+            self.handle
+                .traced(
+                    "ensure_partitions",
+                    db.write().execute_raw(stmt(
+                        &self.sql()?.ensure_partition,
+                        vec![self.def.table.into(), tenant.clone().into()],
+                    )),
+                )
                 .await
                 .in_facility(self.facility())?;
             self.tenants
@@ -294,9 +297,12 @@ impl Collection {
     /// The row with this key, embedding included.
     pub async fn get<C: Route>(&self, db: &C, key: impl Into<Key>) -> Result<Option<Record>> {
         let values = self.key_values(&key.into())?;
-        let row = db
-            .read()
-            .query_one_raw(stmt(&self.sql()?.get, values))
+        let row = self
+            .handle
+            .traced(
+                "get",
+                db.read().query_one_raw(stmt(&self.sql()?.get, values)),
+            )
             .await
             .in_facility(self.facility())?;
         row.map(|r| self.decode(&r, true)).transpose()
@@ -305,9 +311,12 @@ impl Collection {
     /// Deletes the row with this key; false when there was none.
     pub async fn delete<C: Route>(&self, db: &C, key: impl Into<Key>) -> Result<bool> {
         let values = self.key_values(&key.into())?;
-        let result = db
-            .write()
-            .execute_raw(stmt(&self.sql()?.delete, values))
+        let result = self
+            .handle
+            .traced(
+                "delete",
+                db.write().execute_raw(stmt(&self.sql()?.delete, values)),
+            )
             .await
             .in_facility(self.facility())?;
         Ok(result.rows_affected() > 0)
@@ -337,9 +346,9 @@ impl Collection {
     }
 
     async fn count_rows<C: Route>(&self, db: &C, statement: Statement) -> Result<u64> {
-        let row = db
-            .read()
-            .query_one_raw(statement)
+        let row = self
+            .handle
+            .traced("count", db.read().query_one_raw(statement))
             .await
             .in_facility(self.facility())?;
         let n: i64 = match row {
@@ -360,9 +369,12 @@ impl Collection {
         let mut values = self.key_values(&key.into())?;
         values.push(embedding.to_sql_text().into());
         let update = &self.sql()?.set_embedding;
-        let result = db
-            .write()
-            .execute_raw(stmt(update, values))
+        let result = self
+            .handle
+            .traced(
+                "set_embedding",
+                db.write().execute_raw(stmt(update, values)),
+            )
             .await
             .in_facility(self.facility())?;
         Ok(result.rows_affected() > 0)

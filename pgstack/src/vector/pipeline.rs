@@ -15,7 +15,7 @@
 //! txn.commit().await?;
 //!
 //! let embedder = Arc::new(HashEmbedder::new(docs.def().dimensions));
-//! let handle = pipeline.register(Worker::new(&db, jobs), db.clone(), embedder).start()?;
+//! let handle = pipeline.register(Worker::new(&db, jobs), db.clone(), embedder).start().await?;
 //! # Ok(()) }
 //! ```
 //!

@@ -27,7 +27,7 @@ use super::{
     default_exact_below,
 };
 use crate::cluster::Route;
-use crate::error::{DbContext, Error, Result};
+use crate::error::{DbContext, Result};
 use crate::ident::Ident;
 use crate::sql::stmt;
 
@@ -241,9 +241,12 @@ impl Collection {
             conditions.join(" AND "),
             u64::from(below) + 1
         );
-        let row = db
-            .read()
-            .query_one_raw(stmt(&sql, params.0))
+        let row = self
+            .handle
+            .traced(
+                "count_filter",
+                db.read().query_one_raw(stmt(&sql, params.0)),
+            )
             .await
             .in_facility(self.facility())?;
         let n: i64 = match row {
@@ -275,6 +278,18 @@ impl Collection {
     /// [`Collection::search`], selecting the embeddings when `embeddings` (typed searches whose
     /// type holds a required embedding always do).
     pub(crate) async fn search_with<C: Route>(
+        &self,
+        db: &C,
+        search: &Search,
+        embeddings: bool,
+    ) -> Result<Vec<Hit<Record>>> {
+        let started = std::time::Instant::now();
+        let hits = self.run_search(db, search, embeddings).await?;
+        crate::metrics::vector_search(self.facility(), "search", started.elapsed(), hits.len());
+        Ok(hits)
+    }
+
+    async fn run_search<C: Route>(
         &self,
         db: &C,
         search: &Search,
@@ -417,9 +432,12 @@ impl Collection {
         };
         let statement =
             format!("SELECT * FROM ({inner}) AS \"hits\"{outer_where} ORDER BY \"distance\" + 0");
-        let rows = db
-            .read()
-            .query_all_raw(stmt(&statement, params.0))
+        let rows = self
+            .handle
+            .traced(
+                "search",
+                db.read().query_all_raw(stmt(&statement, params.0)),
+            )
             .await
             .in_facility(self.facility())?;
         rows.iter()
@@ -449,12 +467,23 @@ impl Collection {
         hybrid: &Hybrid,
         embeddings: bool,
     ) -> Result<Vec<HybridHit<Record>>> {
+        let started = std::time::Instant::now();
+        let hits = self.run_hybrid(db, hybrid, embeddings).await?;
+        crate::metrics::vector_search(self.facility(), "hybrid", started.elapsed(), hits.len());
+        Ok(hits)
+    }
+
+    async fn run_hybrid<C: Route>(
+        &self,
+        db: &C,
+        hybrid: &Hybrid,
+        embeddings: bool,
+    ) -> Result<Vec<HybridHit<Record>>> {
         let Some(language) = self.def.full_text else {
-            return Err(Error::Unsupported {
-                facility: self.facility().to_string(),
-                what: "hybrid search",
-                help: "declare `full_text = [\"field\", ...]` in its [[vector]] to add the tsvector column",
-            });
+            return Err(self.handle.unsupported(
+                "hybrid search",
+                "declare `full_text = [\"field\", ...]` in its [[vector]] to add the tsvector column",
+            ));
         };
         self.check_k(hybrid.k)?;
         self.check_depths(&hybrid.filters, hybrid.tenant.as_ref())?;
@@ -550,9 +579,12 @@ impl Collection {
             ft_on = join_on("f", "t"),
             language = language.replace('\'', "''"),
         );
-        let rows = db
-            .read()
-            .query_all_raw(stmt(&statement, params.0))
+        let rows = self
+            .handle
+            .traced(
+                "hybrid",
+                db.read().query_all_raw(stmt(&statement, params.0)),
+            )
             .await
             .in_facility(self.facility())?;
         rows.iter()

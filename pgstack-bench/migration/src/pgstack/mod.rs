@@ -7,12 +7,14 @@ use sea_orm_migration::MigrationTrait;
 mod pgstack_0001_initial;
 mod pgstack_0002_update_bench_cache_bench_limit;
 mod pgstack_0003_update_bench_vec128_bench_vec1536;
+mod pgstack_0004_update_helpers;
 
 /// Every pgstack migration, in the order they run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
     vec![
         Box::new(pgstack_0001_initial::Migration),
         Box::new(pgstack_0002_update_bench_cache_bench_limit::Migration),
-        Box::new(pgstack_0003_update_bench_vec128_bench_vec1536::Migration)
+        Box::new(pgstack_0003_update_bench_vec128_bench_vec1536::Migration),
+        Box::new(pgstack_0004_update_helpers::Migration)
     ]
 }

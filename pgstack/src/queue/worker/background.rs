@@ -1,0 +1,199 @@
+//! A worker's background tasks: lease heartbeats, the LISTEN connection, archive upkeep and
+//! the queue-depth gauges.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::Shared;
+use super::stats::Counters;
+use crate::queue::JobToken;
+
+/// Extends the leases of jobs running longer than a third of the visibility timeout, in one
+/// statement per beat. A job no longer held (its lease was taken, or it was cancelled) has its
+/// handler told through its cancellation.
+pub(super) async fn heartbeat(shared: Arc<Shared>, mut halt: watch::Receiver<bool>) {
+    let table = shared.queue.def().table;
+    let lease = shared.queue.def().visibility_timeout();
+    let beat = (lease / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(beat) => {}
+            _ = halt.changed() => return,
+        }
+        // Extend the leases that would run out before the beat after next.
+        let horizon = Instant::now() + beat * 2;
+        let due: Vec<JobToken> = shared
+            .inflight()
+            .iter()
+            .filter(|(_, job)| job.lease_until <= horizon)
+            .map(|(id, job)| JobToken {
+                id: *id,
+                attempt: job.attempt,
+            })
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        match shared.queue.extend_lease(&shared.db, &due, None).await {
+            Ok(held) => {
+                let until = Instant::now() + lease;
+                let mut inflight = shared.inflight();
+                for id in &held {
+                    if let Some(job) = inflight.get_mut(id) {
+                        job.lease_until = until;
+                    }
+                }
+                let lost: Vec<i64> = due
+                    .iter()
+                    .map(|t| t.id)
+                    .filter(|id| !held.contains(id))
+                    .collect();
+                for id in &lost {
+                    if let Some(job) = inflight.get(id) {
+                        let _ = job.cancel.send(true);
+                    }
+                }
+                drop(inflight);
+                if !lost.is_empty() {
+                    tracing::warn!(queue = table, jobs = ?lost, "pgstack worker: lost the lease of running jobs (cancelled, or taken by another worker after a stall); their handlers are told to stop");
+                }
+                Counters::add(&shared.stats.lost_leases, lost.len());
+                crate::metrics::queue_count(table, "lost_leases", lost.len() as u64);
+            }
+            Err(e) => shared.database_error("extend_lease", &e),
+        }
+    }
+}
+
+/// LISTENs on the queue's channel over a connection of its own. A plain notification wakes the
+/// claimer; `cancel:<id>` (from `Queue::cancel`) tells that job's handler at once.
+pub(super) async fn listener(
+    shared: Arc<Shared>,
+    channel: &'static str,
+    mut halt: watch::Receiver<bool>,
+) {
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+    let table = shared.queue.def().table;
+    let options: PgConnectOptions = match &shared.config.listen_url {
+        Some(url) => match url.parse() {
+            Ok(options) => options,
+            Err(e) => {
+                tracing::error!(queue = table, error = %e, "pgstack worker: `listen_url` is not a PostgreSQL URL; polling instead of listening");
+                return;
+            }
+        },
+        None => (*shared.db.get_postgres_connection_pool().connect_options()).clone(),
+    };
+    // A pool of one of its own: LISTEN state never reaches the application's pool.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with(options.clone());
+    let mut failures = 0u32;
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            // LISTEN through a transaction pooler reaches a server connection the pooler then
+            // gives to other clients: only listen where the server is the one we dialled.
+            let row: (Option<i32>,) = sea_orm::sqlx::query_as("SELECT inet_server_port()")
+                .fetch_one(&mut listener)
+                .await?;
+            let direct = options.get_socket().is_some()
+                || row.0.is_none()
+                || row.0 == Some(i32::from(options.get_port()));
+            if !direct {
+                return Ok(Err((options.get_port(), row.0.unwrap_or_default())));
+            }
+            listener.listen(channel).await?;
+            Ok::<_, sea_orm::sqlx::Error>(Ok(listener))
+        }
+        .await;
+        let mut listener = match connected {
+            Ok(Ok(listener)) => listener,
+            Ok(Err((dialled, server))) => {
+                tracing::warn!(
+                    queue = table,
+                    dialled_port = dialled,
+                    server_port = server,
+                    poll_interval_ms = shared.config.poll_interval.as_millis() as u64,
+                    "pgstack worker: the LISTEN connection goes through a pooler or proxy (it \
+                     dialled port {dialled}, the server listens on {server}); polling instead. \
+                     Give the worker a direct URL with `listen_url` for NOTIFY wake-ups"
+                );
+                pool.close().await;
+                return;
+            }
+            Err(e) => {
+                shared.connection_error("listen", &e.to_string());
+                failures = (failures + 1).min(5);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200 << failures)) => continue,
+                    _ = halt.changed() => return,
+                }
+            }
+        };
+        failures = 0;
+        shared.listening.store(true, Ordering::Relaxed);
+        // Anything enqueued while we were not listening is found by this wake-up.
+        shared.wake.notify_one();
+        loop {
+            tokio::select! {
+                received = listener.recv() => match received {
+                    Ok(notification) => match notification.payload().strip_prefix("cancel:") {
+                        Some(id) => {
+                            if let Ok(id) = id.parse::<i64>()
+                                && let Some(job) = shared.inflight().get(&id)
+                            {
+                                let _ = job.cancel.send(true);
+                                tracing::info!(queue = table, job = id, "pgstack worker: running job cancelled");
+                            }
+                        }
+                        None => shared.wake.notify_one(),
+                    },
+                    Err(e) => {
+                        shared.listening.store(false, Ordering::Relaxed);
+                        shared.connection_error("listen", &e.to_string());
+                        break;
+                    }
+                },
+                _ = halt.changed() => {
+                    shared.listening.store(false, Ordering::Relaxed);
+                    drop(listener);
+                    pool.close().await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Archive upkeep (queues with an archive): partitions ahead, old ones dropped.
+pub(super) async fn maintenance(shared: Arc<Shared>, mut halt: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = shared.queue.maintain(&shared.db).await {
+            shared.database_error("maintain", &e);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared.config.maintenance_interval) => {}
+            _ = halt.changed() => return,
+        }
+    }
+}
+
+/// Sets the queue-depth gauges every `metrics_interval`.
+pub(super) async fn sampler(shared: Arc<Shared>, mut halt: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = crate::metrics::sample_queue(&shared.db, shared.queue, 100_000).await {
+            shared.database_error("metrics", &e);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(shared.config.metrics_interval) => {}
+            _ = halt.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Running one job: its handler in a task of its own (a panic ends that task, not the worker),
+//! its timeout, its cancellation signal, and the outcome it reports to the completer.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+
+use super::completer::Outcome;
+use super::stats::Counters;
+use super::{InFlight, Shared};
+use crate::queue::{ClaimedJob, Failure};
+
+/// What a handler returns on failure: any error, shown as the job's `last_error`.
+pub type JobError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+pub(super) enum HandlerResult {
+    Done,
+    Failed(String),
+    /// Can never succeed (the payload does not decode): dead-letter at once.
+    Discard(String),
+}
+
+pub(super) type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
+pub(super) type Handler = Arc<dyn Fn(ClaimedJob, Cancellation) -> HandlerFuture + Send + Sync>;
+
+/// Tells a running handler that its job was cancelled ([`Queue::cancel`](crate::queue::Queue))
+/// or its lease lost to another worker: whatever it still writes back is ignored, so it may
+/// as well stop.
+///
+/// A typed handler gets it as [`Delivery::cancel`]; any handler can reach its own with
+/// [`Cancellation::current`].
+#[derive(Clone)]
+pub struct Cancellation {
+    rx: watch::Receiver<bool>,
+}
+
+tokio::task_local! {
+    static CURRENT: Cancellation;
+}
+
+impl Cancellation {
+    pub(super) fn new() -> (watch::Sender<bool>, Cancellation) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Cancellation { rx })
+    }
+
+    /// The cancellation of the job whose handler is running this code, if any.
+    pub fn current() -> Option<Cancellation> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Whether the job was cancelled (or its lease lost).
+    pub fn is_cancelled(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Waits until the job is cancelled; never returns for a job that finishes normally, so
+    /// race it against the work (`tokio::select!`).
+    pub async fn cancelled(&self) {
+        let mut rx = self.rx.clone();
+        // An error means the worker dropped the sender: the job is over either way.
+        let _ = rx.wait_for(|cancelled| *cancelled).await;
+    }
+}
+
+impl std::fmt::Debug for Cancellation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancellation")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+/// A typed job as its handler receives it.
+#[derive(Clone, Debug)]
+pub struct Delivery<J> {
+    pub job: J,
+    pub id: i64,
+    /// 1 on the first delivery.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub created_at: DateTime<Utc>,
+    /// The error of the previous attempt, if it failed.
+    pub last_error: Option<String>,
+    /// Becomes true when the job is cancelled or its lease is lost.
+    pub cancel: Cancellation,
+}
+
+/// Runs `job` (claimed, holding `permit`), reporting its outcome on `outcomes`.
+pub(super) fn spawn_job(
+    shared: &Arc<Shared>,
+    job: ClaimedJob,
+    permit: OwnedSemaphorePermit,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+) {
+    let token = job.token();
+    let max_attempts = job.max_attempts;
+    let table = shared.queue.def().table;
+    let failure = move |error: String, discard: bool| {
+        Outcome::Fail(Failure {
+            token,
+            max_attempts,
+            error,
+            discard,
+        })
+    };
+    let handler = shared.handlers.get(&job.kind).cloned();
+    let early = match &handler {
+        None => Some(failure(
+            format!("no handler for job kind `{}` on this worker", job.kind),
+            false,
+        )),
+        // The previous worker ran the last attempt and vanished (its lease expired).
+        Some(_) if job.attempt > job.max_attempts => Some(failure(
+            format!(
+                "the lease of attempt {} expired before it finished (worker crashed or stalled); \
+                 last error: {}",
+                job.max_attempts,
+                job.last_error.as_deref().unwrap_or("none")
+            ),
+            true,
+        )),
+        Some(_) => None,
+    };
+    if let Some(outcome) = early {
+        if let Outcome::Fail(f) = &outcome {
+            tracing::warn!(queue = table, job = token.id, kind = %job.kind, error = %f.error, "pgstack worker: job not run");
+        }
+        Counters::add(&shared.stats.failed, 1);
+        crate::metrics::queue_count(table, "failed", 1);
+        let _ = outcomes.send(outcome);
+        drop(permit);
+        return;
+    }
+    let Some(handler) = handler else { return };
+    let kind = job.kind.clone();
+    let (cancel_tx, cancel) = Cancellation::new();
+    let started = Instant::now();
+    // Run the handler in a task of its own: a panic ends that task, not the worker.
+    let mut task = tokio::spawn(CURRENT.scope(cancel.clone(), handler(job, cancel)));
+    shared.inflight().insert(
+        token.id,
+        InFlight {
+            attempt: token.attempt,
+            lease_until: Instant::now() + shared.queue.def().visibility_timeout(),
+            abort: task.abort_handle(),
+            cancel: cancel_tx,
+        },
+    );
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let joined = match shared.config.job_timeout {
+            Some(limit) => match tokio::time::timeout(limit, &mut task).await {
+                Ok(joined) => Some(joined),
+                Err(_) => {
+                    task.abort();
+                    None
+                }
+            },
+            None => Some((&mut task).await),
+        };
+        let stats = &shared.stats;
+        let outcome = match joined {
+            None => {
+                Counters::add(&stats.timed_out, 1);
+                Counters::add(&stats.failed, 1);
+                let limit = shared.config.job_timeout.unwrap_or_default();
+                failure(format!("timed out after {limit:?}"), false)
+            }
+            Some(Ok(HandlerResult::Done)) => Outcome::Complete(token),
+            Some(Ok(HandlerResult::Failed(error))) => {
+                Counters::add(&stats.failed, 1);
+                failure(error, false)
+            }
+            Some(Ok(HandlerResult::Discard(error))) => {
+                Counters::add(&stats.failed, 1);
+                failure(error, true)
+            }
+            Some(Err(e)) if e.is_panic() => {
+                Counters::add(&stats.panicked, 1);
+                Counters::add(&stats.failed, 1);
+                let panic = e.into_panic();
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string panic".to_string());
+                tracing::warn!(queue = table, job = token.id, kind = %kind, panic = %message, "pgstack worker: handler panicked");
+                failure(format!("the handler panicked: {message}"), false)
+            }
+            // Aborted at shutdown: give the job back.
+            Some(Err(_)) => Outcome::Release(token),
+        };
+        crate::metrics::queue_job(table, &kind, started.elapsed());
+        if matches!(outcome, Outcome::Fail(_)) {
+            crate::metrics::queue_count(table, "failed", 1);
+        }
+        let _ = outcomes.send(outcome);
+        let now_idle = {
+            let mut inflight = shared.inflight();
+            inflight.remove(&token.id);
+            inflight.is_empty()
+        };
+        if now_idle {
+            shared.idle.notify_waiters();
+        }
+        drop(permit);
+    });
+}

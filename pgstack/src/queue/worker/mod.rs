@@ -1,0 +1,529 @@
+//! The worker runtime: claims jobs in batches, runs their handlers concurrently, and settles the
+//! results in batches.
+//!
+//! Tasks of one running worker:
+//!
+//! - **claimer** (`claimer.rs`): waits for free handler slots, claims up to that many jobs in
+//!   one statement, spawns a task per job; when the queue runs dry (or is paused) it sleeps
+//!   until a NOTIFY, the next scheduled job, or the poll interval, whichever comes first.
+//! - **jobs** (`job.rs`): each handler in a task of its own, with its timeout and its
+//!   [`Cancellation`].
+//! - **completer** (`completer.rs`): receives each job's outcome and writes them in batches.
+//! - **heartbeat**, **listener**, **maintenance**, **sampler** (`background.rs`): lease
+//!   extension (a lost lease cancels the handler), LISTEN on a connection of its own (from
+//!   [`Worker::listen_url`], else the pool's settings; never a pooled one, polling instead
+//!   behind a pooler), archive upkeep, and the queue-depth gauges.
+//!
+//! A handler that returns an error, panics or exceeds the job timeout fails its attempt; the job
+//! is retried with backoff or dead-lettered. Shutdown stops claiming, lets running jobs finish
+//! until the deadline, then aborts the rest and releases their jobs so they are redelivered at
+//! once (the attempt is not counted).
+//!
+//! Everything a worker meets goes to `tracing` (target `pgstack::queue::worker`): its start
+//! and stop at INFO, retries at INFO, dead letters, lost leases, panics and lost connections
+//! at WARN, a missing table or a read-only database at ERROR, repeated for as long as it lasts.
+
+mod background;
+mod claimer;
+mod completer;
+mod job;
+mod stats;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::{AbortHandle, JoinHandle};
+
+pub use self::job::{Cancellation, Delivery, JobError};
+use self::job::{Handler, HandlerResult};
+use self::stats::Counters;
+pub use self::stats::WorkerStats;
+use super::{ClaimedJob, Job, Queue};
+use crate::error::{Error, Result, pg_error};
+use crate::sql::stmt;
+
+pub(super) struct InFlight {
+    attempt: i32,
+    lease_until: Instant,
+    abort: AbortHandle,
+    /// Set to true to cancel the handler (lost lease, or `Queue::cancel`).
+    cancel: watch::Sender<bool>,
+}
+
+pub(super) struct Shared {
+    /// This worker's name in `pgstack_queue_waiters`.
+    id: String,
+    db: DatabaseConnection,
+    queue: &'static Queue,
+    handlers: HashMap<String, Handler>,
+    config: Config,
+    stats: Counters,
+    inflight: Mutex<HashMap<i64, InFlight>>,
+    /// Signalled by the listener (a job was enqueued) and at start.
+    wake: Notify,
+    /// Whether the listener is listening now: only then does the claimer register as a
+    /// waiter (an insert would notify nobody otherwise).
+    listening: AtomicBool,
+    /// Signalled whenever the last in-flight job finishes.
+    idle: Notify,
+}
+
+impl Shared {
+    /// Counts and reports a database error the worker retries (or leaves to the job's lease):
+    /// it is returned to no one, so it is logged here, at a level that says how bad it is.
+    fn database_error(&self, during: &str, error: &Error) {
+        let table = self.queue.def().table;
+        let message = error.to_string();
+        Counters::add(&self.stats.errors, 1);
+        self.stats.set_last_error(message.clone());
+        crate::metrics::queue_worker_error(table, during);
+        let code = match error {
+            Error::Database { cause, .. } => pg_error(cause).map(|e| e.code().to_string()),
+            _ => None,
+        };
+        match code.as_deref() {
+            // undefined_table, undefined_column, undefined_function: not migrated.
+            Some("42P01" | "42703" | "42883") => tracing::error!(
+                queue = table,
+                during,
+                error = %message,
+                "pgstack worker: the queue's tables are missing or out of date; run `pgstack-gen migrate`"
+            ),
+            // read_only_sql_transaction: pointed at a hot standby.
+            Some("25006") => tracing::error!(
+                queue = table,
+                during,
+                error = %message,
+                "pgstack worker: the database is read-only (a hot standby?); give the worker the primary"
+            ),
+            Some(_) => {
+                tracing::warn!(queue = table, during, error = %message, "pgstack worker: database error; retrying")
+            }
+            None => {
+                tracing::warn!(queue = table, during, error = %message, "pgstack worker: lost the database connection; retrying")
+            }
+        }
+    }
+
+    /// A connection the worker opens itself (the listener) failed.
+    fn connection_error(&self, during: &str, error: &str) {
+        let table = self.queue.def().table;
+        Counters::add(&self.stats.errors, 1);
+        self.stats.set_last_error(error.to_string());
+        crate::metrics::queue_worker_error(table, during);
+        tracing::warn!(
+            queue = table,
+            during,
+            error,
+            "pgstack worker: lost the LISTEN connection; reconnecting (claims go on by polling)"
+        );
+    }
+
+    fn inflight(&self) -> std::sync::MutexGuard<'_, HashMap<i64, InFlight>> {
+        // A handler cannot panic while holding this lock; recover the map if it ever did.
+        self.inflight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Clone)]
+struct Config {
+    concurrency: usize,
+    batch: usize,
+    poll_interval: Duration,
+    listen: bool,
+    /// A direct (not pooled) URL for the LISTEN connection; else the pool's own settings.
+    listen_url: Option<String>,
+    job_timeout: Option<Duration>,
+    heartbeat: bool,
+    completion_batch: usize,
+    maintenance_interval: Duration,
+    metrics_interval: Duration,
+}
+
+/// A worker for one queue, configured with handlers and limits, then [`Worker::start`]ed.
+pub struct Worker {
+    db: DatabaseConnection,
+    queue: &'static Queue,
+    handlers: HashMap<String, Handler>,
+    problems: Vec<String>,
+    config: Config,
+}
+
+impl Worker {
+    /// A worker for `queue` with the defaults: 16 concurrent handlers, claims of up to 16,
+    /// LISTEN/NOTIFY when the queue has it plus a 1s poll, a 5-minute job timeout.
+    pub fn new(db: &DatabaseConnection, queue: &'static Queue) -> Worker {
+        let maintenance = queue
+            .def()
+            .archive
+            .map(|a| Duration::from_millis(a.partition_ms / 4))
+            .unwrap_or(Duration::from_secs(3600))
+            .clamp(Duration::from_secs(60), Duration::from_secs(3600));
+        Worker {
+            db: db.clone(),
+            queue,
+            handlers: HashMap::new(),
+            problems: Vec::new(),
+            config: Config {
+                concurrency: 16,
+                batch: 16,
+                poll_interval: Duration::from_secs(1),
+                listen: queue.def().notify_channel.is_some(),
+                listen_url: None,
+                job_timeout: Some(Duration::from_secs(300)),
+                heartbeat: true,
+                completion_batch: 1000,
+                maintenance_interval: maintenance,
+                metrics_interval: Duration::from_secs(5),
+            },
+        }
+    }
+
+    /// Runs `handler` for every job of type `J` (its [`Job::KIND`]).
+    pub fn handle<J, F, Fut>(mut self, handler: F) -> Self
+    where
+        J: Job,
+        F: Fn(Delivery<J>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), JobError>> + Send + 'static,
+    {
+        let (theirs, ours) = (J::queue().def(), self.queue.def());
+        if (theirs.schema, theirs.table) != (ours.schema, ours.table) {
+            self.problems.push(format!(
+                "`{}` jobs belong to queue `{}`, but this worker runs queue `{}`",
+                std::any::type_name::<J>(),
+                theirs.table,
+                ours.table
+            ));
+        }
+        let handler = Arc::new(handler);
+        let wrapped: Handler = Arc::new(move |job: ClaimedJob, cancel: Cancellation| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let payload = match job.payload.decode::<J>() {
+                    Ok(payload) => payload,
+                    Err(e) => {
+                        return HandlerResult::Discard(format!(
+                            "the payload does not decode as `{}`: {e}",
+                            std::any::type_name::<J>()
+                        ));
+                    }
+                };
+                let delivery = Delivery {
+                    job: payload,
+                    id: job.id,
+                    attempt: job.attempt,
+                    max_attempts: job.max_attempts,
+                    created_at: job.created_at,
+                    last_error: job.last_error,
+                    cancel,
+                };
+                match handler(delivery).await {
+                    Ok(()) => HandlerResult::Done,
+                    Err(e) => HandlerResult::Failed(e.to_string()),
+                }
+            })
+        });
+        self.register(J::KIND, wrapped);
+        self
+    }
+
+    /// Runs `handler` for every job whose kind is `kind`, with the claimed job as is (its
+    /// cancellation through [`Cancellation::current`]).
+    pub fn handle_raw<F, Fut>(mut self, kind: &str, handler: F) -> Self
+    where
+        F: Fn(ClaimedJob) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), JobError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let wrapped: Handler = Arc::new(move |job: ClaimedJob, _cancel: Cancellation| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                match handler(job).await {
+                    Ok(()) => HandlerResult::Done,
+                    Err(e) => HandlerResult::Failed(e.to_string()),
+                }
+            })
+        });
+        self.register(kind, wrapped);
+        self
+    }
+
+    fn register(&mut self, kind: &str, handler: Handler) {
+        if self.handlers.insert(kind.to_string(), handler).is_some() {
+            self.problems
+                .push(format!("two handlers for job kind `{kind}`; register one"));
+        }
+    }
+
+    /// How many handlers run at once (default 16). Claims never exceed free slots.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n.max(1);
+        self.config.batch = self.config.batch.min(self.config.concurrency).max(1);
+        self
+    }
+
+    /// The most jobs one claim takes (default: the concurrency).
+    pub fn batch(mut self, n: usize) -> Self {
+        self.config.batch = n.max(1);
+        self
+    }
+
+    /// How long an idle worker waits before looking again when no NOTIFY arrives (default 1s).
+    /// A paused queue is looked at again within this long of being resumed.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.poll_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Poll only, no LISTEN.
+    pub fn poll_only(mut self) -> Self {
+        self.config.listen = false;
+        self
+    }
+
+    /// LISTEN on a connection opened with this URL, straight to PostgreSQL. Behind a
+    /// transaction-mode pooler (PgBouncer) the pool's URL cannot carry LISTEN: the pooler hands
+    /// the listening server connection to other clients. Without it, the worker listens on a
+    /// connection of its own made with the pool's settings, and polls instead when that
+    /// connection turns out to go through a pooler or proxy (it reaches a server whose port
+    /// is not the one it dialled), saying so once in the log.
+    pub fn listen_url(mut self, url: impl Into<String>) -> Self {
+        self.config.listen_url = Some(url.into());
+        self
+    }
+
+    /// Fails an attempt that runs longer than this (default 5 minutes; `None`: no limit).
+    pub fn job_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.job_timeout = timeout;
+        self
+    }
+
+    /// Turns lease heartbeats off (then a job running past the visibility timeout is
+    /// redelivered while it still runs, and a cancelled running job's handler is told only
+    /// through NOTIFY).
+    pub fn without_heartbeat(mut self) -> Self {
+        self.config.heartbeat = false;
+        self
+    }
+
+    /// How often the queue-depth gauges are read (default 5s).
+    pub fn metrics_interval(mut self, interval: Duration) -> Self {
+        self.config.metrics_interval = interval.max(Duration::from_millis(100));
+        self
+    }
+
+    /// Checks the worker's configuration and its database, then starts its tasks on the
+    /// current tokio runtime. Fails, naming what to do, when the queue's table does not exist
+    /// (its migration has not been applied) or the database is a read-only standby.
+    pub async fn start(self) -> Result<WorkerHandle> {
+        let table = self.queue.def().table;
+        let mut problems = self.problems;
+        if self.handlers.is_empty() {
+            problems.push("no handlers registered; add one with `handle` or `handle_raw`".into());
+        }
+        for (what, n) in [
+            ("concurrency", self.config.concurrency),
+            ("batch", self.config.batch),
+        ] {
+            if n > super::MAX_BATCH {
+                problems.push(format!(
+                    "{what} {n} is above {} (`pgstack::limits::MAX_BATCH`)",
+                    super::MAX_BATCH
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::InvalidArgument {
+                facility: table.to_string(),
+                message: format!("the worker cannot start: {}", problems.join("; ")),
+            });
+        }
+        check_database(&self.db, self.queue).await?;
+        static WORKERS: AtomicU64 = AtomicU64::new(0);
+        let id = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            WORKERS.fetch_add(1, Ordering::Relaxed),
+            Utc::now().timestamp_micros()
+        );
+        let shared = Arc::new(Shared {
+            id,
+            db: self.db,
+            queue: self.queue,
+            handlers: self.handlers,
+            config: self.config,
+            stats: Counters::default(),
+            inflight: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            listening: AtomicBool::new(false),
+            idle: Notify::new(),
+        });
+        let (stop_claiming, claiming) = watch::channel(false);
+        let (halt_tx, halt) = watch::channel(false);
+        let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+        let mut background = Vec::new();
+        let listening = shared.config.listen && shared.queue.def().notify_channel.is_some();
+        if listening && let Some(channel) = shared.queue.def().notify_channel {
+            background.push(tokio::spawn(background::listener(
+                shared.clone(),
+                channel,
+                halt.clone(),
+            )));
+        }
+        if shared.config.heartbeat {
+            background.push(tokio::spawn(background::heartbeat(
+                shared.clone(),
+                halt.clone(),
+            )));
+        }
+        if shared.queue.def().archive.is_some() {
+            background.push(tokio::spawn(background::maintenance(
+                shared.clone(),
+                halt.clone(),
+            )));
+        }
+        background.push(tokio::spawn(background::sampler(
+            shared.clone(),
+            halt.clone(),
+        )));
+        tracing::info!(
+            queue = table,
+            worker = %shared.id,
+            concurrency = shared.config.concurrency,
+            batch = shared.config.batch,
+            wake_up = if listening { "notify" } else { "poll" },
+            poll_interval_ms = shared.config.poll_interval.as_millis() as u64,
+            "pgstack worker: started"
+        );
+        let completer = tokio::spawn(completer::completer(shared.clone(), outcomes_rx));
+        let claimer = tokio::spawn(claimer::claimer(shared.clone(), outcomes, claiming));
+        Ok(WorkerHandle {
+            shared,
+            stop_claiming,
+            halt: halt_tx,
+            claimer,
+            completer,
+            background,
+        })
+    }
+}
+
+/// The queue's table exists and the database takes writes; else an error naming the fix.
+async fn check_database(db: &DatabaseConnection, queue: &'static Queue) -> Result<()> {
+    let def = queue.def();
+    let row = db
+        .query_one_raw(stmt(
+            "SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL, pg_is_in_recovery()",
+            [def.schema.into(), def.table.into()],
+        ))
+        .await
+        .map_err(|cause| Error::Database {
+            facility: def.table.to_string(),
+            cause,
+        })?;
+    let (exists, standby) = match row {
+        Some(row) => (
+            row.try_get_by_index::<bool>(0).unwrap_or(false),
+            row.try_get_by_index::<bool>(1).unwrap_or(false),
+        ),
+        None => (false, false),
+    };
+    if !exists {
+        return Err(Error::NotMigrated {
+            facility: def.table.to_string(),
+            table: format!("{}.{}", def.schema, def.table),
+        });
+    }
+    if standby {
+        return Err(Error::InvalidArgument {
+            facility: def.table.to_string(),
+            message: "the worker's database is a read-only hot standby: give the worker the \
+                      primary's connection (`Cluster::primary_connection`)"
+                .to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// A running worker. Call [`WorkerHandle::shutdown`] to stop it cleanly.
+pub struct WorkerHandle {
+    shared: Arc<Shared>,
+    stop_claiming: watch::Sender<bool>,
+    halt: watch::Sender<bool>,
+    claimer: JoinHandle<()>,
+    completer: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Counters so far.
+    pub fn stats(&self) -> WorkerStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Jobs running right now.
+    pub fn running(&self) -> usize {
+        self.shared.inflight().len()
+    }
+
+    /// Stops claiming, waits up to `grace` for running jobs, aborts the rest and releases their
+    /// jobs for immediate redelivery, writes every outcome, and returns the final counters.
+    pub async fn shutdown(self, grace: Duration) -> WorkerStats {
+        let table = self.shared.queue.def().table;
+        tracing::info!(
+            queue = table,
+            running = self.running(),
+            "pgstack worker: shutting down"
+        );
+        let _ = self.stop_claiming.send(true);
+        let _ = self.claimer.await;
+        // `Duration::MAX` means "wait for every job": a deadline that never comes.
+        let deadline = Instant::now().checked_add(grace);
+        loop {
+            let idle = self.shared.idle.notified();
+            if self.shared.inflight().is_empty() {
+                break;
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|left| left.is_zero()) {
+                for job in self.shared.inflight().values() {
+                    job.abort.abort();
+                }
+                // Aborted jobs report a release; wait for that without a deadline.
+                while !self.shared.inflight().is_empty() {
+                    let idle = self.shared.idle.notified();
+                    let _ = tokio::time::timeout(Duration::from_millis(50), idle).await;
+                }
+                break;
+            }
+            match left {
+                Some(left) => {
+                    let _ = tokio::time::timeout(left, idle).await;
+                }
+                None => idle.await,
+            }
+        }
+        // Every job task has sent its outcome and dropped its sender; the completer drains them.
+        let _ = self.completer.await;
+        let _ = self.halt.send(true);
+        for task in self.background {
+            let _ = task.await;
+        }
+        let stats = self.shared.stats.snapshot();
+        tracing::info!(
+            queue = table,
+            completed = stats.completed,
+            failed = stats.failed,
+            released = stats.released,
+            errors = stats.errors,
+            "pgstack worker: stopped"
+        );
+        stats
+    }
+}
