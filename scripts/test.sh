@@ -12,6 +12,8 @@ bash .ci/setup-postgres.sh
 # tests/pooler.rs and tests/replica.rs.
 bash .ci/setup-pgbouncer.sh
 bash .ci/setup-standby.sh
+# A throwaway server on 127.0.0.1:5434 that tests/worker.rs crashes under a running worker.
+bash .ci/setup-crashable.sh
 
 # Snapshot tests fail on a difference instead of writing new snapshots.
 export INSTA_UPDATE=no

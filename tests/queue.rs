@@ -627,3 +627,48 @@ async fn inserts_notify_only_while_a_worker_waits() {
         ["0"]
     );
 }
+
+/// The claim reads its limit behind a sub-select, so PostgreSQL keeps the cached generic plan
+/// (given the number it would price each claim exactly and plan every one afresh); the plan
+/// still walks the ready index in claim order, on a queue with priorities and without.
+#[tokio::test]
+async fn claims_keep_a_generic_plan_in_claim_order() {
+    let t = TestDb::migrated().await;
+    // One at a time, so that claim order (by enqueue time) is id order.
+    for n in 0..200 {
+        BuildReport { n }.enqueue(&t.conn).await.unwrap();
+        let job = NewJob::json("k", &json!({ "n": n })).unwrap();
+        archived::QUEUE.enqueue_many(&t.conn, &[job]).await.unwrap();
+    }
+    // Then a deep backlog behind them: the planner prices a claim on it.
+    for _ in 0..10 {
+        let batch: Vec<NewJob> = (0..5000)
+            .map(|n| NewJob::json("k", &json!({ "n": n })).unwrap())
+            .collect();
+        jobs::QUEUE.enqueue_many(&t.conn, &batch).await.unwrap();
+        archived::QUEUE.enqueue_many(&t.conn, &batch).await.unwrap();
+    }
+    t.exec("ANALYZE jobs; ANALYZE archived").await;
+    for (queue, table) in [
+        (&jobs::QUEUE as &pgstack::queue::Queue, "\"jobs\""),
+        (&archived::QUEUE, "\"archived\""),
+    ] {
+        // One connection (a transaction) so its prepared statements can be read back.
+        let txn = t.conn.begin().await.unwrap();
+        let mut last = 0;
+        for round in 1..=8 {
+            let claimed = queue.claim(&txn, round * 3).await.unwrap();
+            assert_eq!(claimed.len(), round * 3);
+            let ids: Vec<i64> = claimed.iter().map(|j| j.id).collect();
+            assert!(ids.iter().all(|&id| id > last), "{table}: claim order");
+            last = *ids.iter().max().unwrap();
+        }
+        let fragment = format!("UPDATE \"public\".{table} AS q");
+        let (generic, custom) = pgstack_tests::plan_counts(&txn, &fragment).await;
+        assert!(
+            generic >= 3 && custom <= 5,
+            "{table}: generic {generic}, custom {custom}"
+        );
+        txn.rollback().await.unwrap();
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgstack::queue::{Delivery, EnqueueOptions, Job, JobError, Worker};
+use pgstack::queue::{Delivery, EnqueueOptions, Job, JobError, NewJob, Worker};
 use pgstack_tests::TestDb;
 use pgstack_tests::db::{archived, jobs};
 use serde::{Deserialize, Serialize};
@@ -528,5 +528,411 @@ async fn a_worker_refuses_a_bad_configuration() {
             .unwrap_or("")
             .contains("does not decode"),
         "{dead:?}"
+    );
+}
+
+/// Counts how many jobs a worker holds: running plus buffered (claimed, not started).
+async fn leased(t: &TestDb) -> usize {
+    t.column("SELECT count(*)::text FROM jobs WHERE claimed_at IS NOT NULL")
+        .await[0]
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn shutdown_releases_prefetched_jobs_at_once() {
+    let t = TestDb::migrated().await;
+    let jobs: Vec<Work> = (0..60)
+        .map(|n| Work {
+            sleep_ms: 50,
+            ..Work::n(n)
+        })
+        .collect();
+    for job in &jobs {
+        job.enqueue(&t.conn).await.unwrap();
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let a = recording_worker(&t, seen.clone())
+        .concurrency(1)
+        .prefetch(40)
+        .start()
+        .await
+        .unwrap();
+    wait_until(
+        "worker A to fill its buffer",
+        Duration::from_secs(10),
+        || a.buffered() >= 20,
+    )
+    .await;
+    assert!(
+        leased(&t).await > 1,
+        "buffered jobs are leased in the database"
+    );
+    let stats = a.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(leased(&t).await, 0, "nothing stays leased");
+    assert!(stats.released >= 20, "{stats:?}");
+    // Released, not left to their leases: claimable now, their attempt not counted.
+    let left = t
+        .column("SELECT count(*)::text FROM jobs WHERE visible_at <= now() AND attempt = 0")
+        .await;
+    assert_eq!(left[0].parse::<u64>().unwrap(), 60 - stats.completed);
+
+    let b = recording_worker(&t, seen.clone())
+        .poll_interval(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    let before = Instant::now();
+    wait_until(
+        "worker B to finish the rest",
+        Duration::from_secs(10),
+        || seen.lock().unwrap().len() == 60,
+    )
+    .await;
+    b.shutdown(Duration::from_secs(5)).await;
+    let mut delivered: Vec<usize> = seen.lock().unwrap().iter().map(|(n, _)| *n).collect();
+    delivered.sort_unstable();
+    assert_eq!(delivered, (0..60).collect::<Vec<_>>(), "each job once");
+    assert!(before.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_cancelled_job_waiting_in_the_buffer_never_starts() {
+    let t = TestDb::migrated().await;
+    Work {
+        sleep_ms: 500,
+        ..Work::n(0)
+    }
+    .enqueue(&t.conn)
+    .await
+    .unwrap();
+    let second = Work::n(1).enqueue(&t.conn).await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let worker = recording_worker(&t, seen.clone())
+        .concurrency(1)
+        .prefetch(8)
+        .start()
+        .await
+        .unwrap();
+    wait_until("both claimed", Duration::from_secs(10), || {
+        worker.running() == 1 && worker.buffered() == 1
+    })
+    .await;
+    jobs::QUEUE
+        .cancel(&t.conn, second.id, "not needed")
+        .await
+        .unwrap();
+    wait_until("the first job", Duration::from_secs(10), || {
+        worker.stats().completed == 1
+    })
+    .await;
+    // Give the slot time to pick the cancelled job if it were going to.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = worker.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(seen.lock().unwrap().as_slice(), [(0, 1)], "{stats:?}");
+}
+
+/// The child process of the kill -9 tests: a worker that records each job's effect, in
+/// `effects`, until it is killed. `PGSTACK_CHILD_WORKER_MODE=tx` writes the effect in the
+/// job's transaction ([`Worker::handle_tx`]); otherwise outside any transaction. Runs only
+/// when one of those tests starts it.
+#[test]
+#[ignore = "started as a child process by the kill -9 tests"]
+fn killed_worker_child() {
+    let Ok(url) = std::env::var("PGSTACK_CHILD_WORKER_URL") else {
+        return;
+    };
+    let transactional = std::env::var("PGSTACK_CHILD_WORKER_MODE").as_deref() == Ok("tx");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let db = pgstack_tests::connect(&url, 20).await;
+        let worker = if transactional {
+            effect_tx_worker(&db)
+        } else {
+            let effects = db.clone();
+            Worker::new(&db, &jobs::QUEUE)
+                .concurrency(2)
+                .prefetch(400)
+                .handle(move |d: Delivery<Work>| {
+                    let db = effects.clone();
+                    async move {
+                        use sea_orm::ConnectionTrait;
+                        db.execute_unprepared(&format!(
+                            "INSERT INTO effects (n) VALUES ({})",
+                            d.job.n
+                        ))
+                        .await?;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        Ok(())
+                    }
+                })
+        };
+        let _running = worker.start().await.unwrap();
+        // Run until killed.
+        std::future::pending::<()>().await;
+    });
+}
+
+/// A worker whose handler records each job's effect in the job's own transaction.
+fn effect_tx_worker(db: &sea_orm::DatabaseConnection) -> Worker {
+    Worker::new(db, &jobs::QUEUE)
+        .poll_interval(Duration::from_millis(100))
+        .handle_tx(|d: Delivery<Work>, tx: pgstack::queue::JobTx| async move {
+            use sea_orm::ConnectionTrait;
+            tx.execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "INSERT INTO effects (n) VALUES ($1)",
+                [(d.job.n as i32).into()],
+            ))
+            .await?;
+            Ok(tx)
+        })
+}
+
+/// Starts `killed_worker_child` on the test's database.
+fn spawn_child(t: &TestDb, mode: &str) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "killed_worker_child", "--ignored", "--nocapture"])
+        .env("PGSTACK_CHILD_WORKER_URL", &t.url)
+        .env("PGSTACK_CHILD_WORKER_MODE", mode)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn count(t: &TestDb, sql: &str) -> usize {
+    t.column(sql).await[0].parse().unwrap()
+}
+
+async fn effects_table(t: &TestDb, jobs: usize) {
+    use sea_orm::ConnectionTrait;
+    t.conn
+        .execute_unprepared("CREATE TABLE effects (n integer NOT NULL)")
+        .await
+        .unwrap();
+    // Every kill costs the jobs its worker held an attempt (the database cannot tell a job
+    // that never started from one that crashed), so these jobs have attempts to spare.
+    for chunk in (0..jobs).collect::<Vec<_>>().chunks(5000) {
+        let batch: Vec<NewJob> = chunk
+            .iter()
+            .map(|&n| {
+                NewJob::json(Work::KIND, &Work::n(n))
+                    .unwrap()
+                    .with(EnqueueOptions::default().max_attempts(100))
+            })
+            .collect();
+        jobs::QUEUE.enqueue_many(&t.conn, &batch).await.unwrap();
+    }
+}
+
+/// Waits until the queue is empty, failing after `limit`.
+async fn drained(t: &TestDb, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while count(t, "SELECT count(*)::text FROM jobs").await > 0 {
+        assert!(Instant::now() < deadline, "jobs left after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_prefetched_jobs_are_all_delivered() {
+    let t = TestDb::migrated().await;
+    const JOBS: usize = 3000;
+    effects_table(&t, JOBS).await;
+    for round in 0..3 {
+        let mut child = spawn_child(&t, "plain");
+        let at_start = count(&t, "SELECT count(*)::text FROM effects").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count(&t, "SELECT count(*)::text FROM effects").await < at_start + 100 {
+            assert!(
+                Instant::now() < deadline,
+                "the child worker made no progress"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let held = leased(&t).await;
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        assert!(
+            held > 2,
+            "round {round}: the child held a prefetched buffer when killed ({held} leased)"
+        );
+    }
+    // A fresh worker drains the rest once the killed worker's leases (1s) run out.
+    let effects = t.conn.clone();
+    let worker = Worker::new(&t.conn, &jobs::QUEUE)
+        .poll_interval(Duration::from_millis(100))
+        .handle(move |d: Delivery<Work>| {
+            let db = effects.clone();
+            async move {
+                use sea_orm::ConnectionTrait;
+                db.execute_unprepared(&format!("INSERT INTO effects (n) VALUES ({})", d.job.n))
+                    .await?;
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    drained(&t, Duration::from_secs(60)).await;
+    worker.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(
+        count(&t, "SELECT count(DISTINCT n)::text FROM effects").await,
+        JOBS,
+        "every job ran (at least once)"
+    );
+    let rows = count(&t, "SELECT count(*)::text FROM effects").await;
+    eprintln!(
+        "at least once: {} jobs ran twice or more, their effects outside the job's transaction",
+        rows - JOBS
+    );
+    assert_eq!(count(&t, "SELECT count(*)::text FROM jobs_dead").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_handlers_take_effect_exactly_once_across_20_kills() {
+    let t = TestDb::migrated().await;
+    const JOBS: usize = 20_000;
+    effects_table(&t, JOBS).await;
+    // Kill moments from a seeded generator; the seed is in every failure message.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut killed_holding = 0;
+    for round in 0..20 {
+        let mut child = spawn_child(&t, "tx");
+        // Somewhere from before its first job to well into its run.
+        let after = Duration::from_millis(100 + next() % 600);
+        tokio::time::sleep(after).await;
+        if leased(&t).await > 0 {
+            killed_holding += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let done = count(&t, "SELECT count(*)::text FROM effects").await;
+        eprintln!("round {round}: killed after {after:?}; {done} effects so far");
+    }
+    assert!(killed_holding >= 10, "most kills hit a worker holding jobs");
+    let before = count(&t, "SELECT count(*)::text FROM effects").await;
+    assert!(before > 0, "the children made progress");
+    let worker = effect_tx_worker(&t.conn).start().await.unwrap();
+    drained(&t, Duration::from_secs(120)).await;
+    let stats = worker.shutdown(Duration::from_secs(5)).await;
+    let (rows, distinct) = (
+        count(&t, "SELECT count(*)::text FROM effects").await,
+        count(&t, "SELECT count(DISTINCT n)::text FROM effects").await,
+    );
+    assert_eq!(distinct, JOBS, "no job is missing its effect ({stats:?})");
+    assert_eq!(rows, JOBS, "no job took effect twice ({stats:?})");
+    assert_eq!(count(&t, "SELECT count(*)::text FROM jobs_dead").await, 0);
+}
+
+#[tokio::test]
+async fn heartbeats_extend_the_leases_of_buffered_jobs() {
+    let t = TestDb::migrated().await;
+    // One slot, 5 jobs of 600ms: the last waits ~2.4s in A's buffer, past the 1s lease.
+    for n in 0..5 {
+        Work {
+            sleep_ms: 600,
+            ..Work::n(n)
+        }
+        .enqueue(&t.conn)
+        .await
+        .unwrap();
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let a = recording_worker(&t, seen.clone())
+        .concurrency(1)
+        .prefetch(10)
+        .start()
+        .await
+        .unwrap();
+    wait_until("A to buffer the rest", Duration::from_secs(10), || {
+        a.buffered() == 4
+    })
+    .await;
+    // B polls every 50ms: it would take any job whose lease ran out.
+    let b = recording_worker(&t, seen.clone())
+        .poll_interval(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    wait_until("all five", Duration::from_secs(15), || {
+        a.stats().completed == 5
+    })
+    .await;
+    let (sa, sb) = (
+        a.shutdown(Duration::from_secs(1)).await,
+        b.shutdown(Duration::from_secs(1)).await,
+    );
+    assert_eq!(sb.claimed, 0, "B never got a buffered job");
+    assert_eq!(sa.lost_leases + sa.stale, 0, "{sa:?}");
+    assert_eq!(seen.lock().unwrap().len(), 5, "each delivered once");
+}
+
+/// Crashes the throwaway server of `.ci/setup-crashable.sh` (`pg_ctl stop -m immediate`: no
+/// checkpoint, recovery from WAL on the next start), keeps it down for `down`, starts it again.
+fn crash_postgres(down: Duration) {
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", "15", "crashable"])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("pg_ctlcluster: {e}"));
+        assert!(
+            out.status.success(),
+            "pg_ctlcluster {args:?}: {}; run `bash .ci/setup-crashable.sh`",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ctl(&["stop", "-m", "immediate"]);
+    std::thread::sleep(down);
+    ctl(&["start"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_job_is_lost_across_postgresql_crashes() {
+    let t = TestDb::migrated_on(&pgstack_tests::crashable_url(), 10).await;
+    const JOBS: usize = 20_000;
+    effects_table(&t, JOBS).await;
+    let worker = effect_tx_worker(&t.conn).start().await.unwrap();
+    for (round, at) in [2_000, 8_000, 14_000].into_iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while count(&t, "SELECT count(*)::text FROM effects").await < at {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the worker made no progress after a crash ({:?})",
+                worker.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let held = leased(&t).await;
+        tokio::task::spawn_blocking(move || {
+            crash_postgres(Duration::from_millis(500 * round as u64))
+        })
+        .await
+        .unwrap();
+        eprintln!("round {round}: crashed PostgreSQL while the worker held {held} jobs");
+    }
+    drained(&t, Duration::from_secs(120)).await;
+    let stats = worker.shutdown(Duration::from_secs(5)).await;
+    let (rows, distinct) = (
+        count(&t, "SELECT count(*)::text FROM effects").await,
+        count(&t, "SELECT count(DISTINCT n)::text FROM effects").await,
+    );
+    assert_eq!(distinct, JOBS, "no job is missing its effect ({stats:?})");
+    assert_eq!(rows, JOBS, "no job took effect twice ({stats:?})");
+    assert_eq!(count(&t, "SELECT count(*)::text FROM jobs_dead").await, 0);
+    assert!(
+        stats.last_error.is_some(),
+        "the crashes were seen: {stats:?}"
     );
 }

@@ -1,4 +1,5 @@
-//! `pgstack-bench FACILITY [--seconds N] [--workers LIST] [--database-url URL] [--listen-url URL]`
+//! `pgstack-bench FACILITY [--seconds N] [--workers LIST] [--cases LIST] [--database-url URL]
+//! [--listen-url URL]`
 //!
 //! Measures pgstack's accessors and, in the same run against the same server, the baselines:
 //! `seed` (the seed article's recipe), `raw_sql` (hand-written SQL through the same driver) and
@@ -43,6 +44,10 @@ struct Args {
     /// through it).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Queue only: the cases to run (enqueue, enqueue_batch, claim_complete,
+    /// enqueue_to_start), comma-separated; default all.
+    #[arg(long, value_delimiter = ',')]
+    cases: Option<Vec<String>>,
     /// Queue only: a URL straight to PostgreSQL for the workers' LISTEN, when
     /// `--database-url` goes through a transaction pooler (else they poll).
     #[arg(long)]
@@ -105,7 +110,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
                 .listen_url
                 .as_deref()
                 .map(|url| replace_database(url, BENCH_DATABASE));
-            queue::run(&db, seconds, &workers, listen.as_deref()).await?;
+            let cases = queue::Cases::new(args.cases)?;
+            queue::run(&db, seconds, &workers, listen.as_deref(), &cases).await?;
         }
         Facility::Cache => {
             let workers = args.workers.unwrap_or_else(|| vec![1, 8]);
@@ -145,6 +151,7 @@ async fn bench_database(
     admin_url: &str,
 ) -> Result<DatabaseConnection, Box<dyn std::error::Error + Send + Sync>> {
     let admin = connect(admin_url, 1).await?;
+    warn_about_the_xmin_horizon(&admin).await?;
     admin
         .execute_unprepared(&format!(
             "DROP DATABASE IF EXISTS \"{BENCH_DATABASE}\" WITH (FORCE)"
@@ -162,6 +169,36 @@ async fn bench_database(
     pgstack::migrate::apply(&db, &migrations).await?;
     eprintln!("pgstack-bench: database {BENCH_DATABASE} ready");
     Ok(db)
+}
+
+/// Warns when something on the server holds back the xmin horizon (a replication slot with
+/// an xmin, as a stopped standby with `hot_standby_feedback` leaves; an old transaction):
+/// then no dead row can be vacuumed or skipped cheaply, and every queue and cache figure
+/// measures that instead of pgstack.
+async fn warn_about_the_xmin_horizon(
+    admin: &DatabaseConnection,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let rows = admin
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT 'inactive replication slot ' || slot_name
+             FROM pg_replication_slots WHERE xmin IS NOT NULL AND NOT active
+             UNION ALL
+             SELECT 'session ' || pid || ' (' || state || ', transaction open for '
+                    || date_trunc('second', now() - xact_start) || ')'
+             FROM pg_stat_activity
+             WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid()
+               AND xact_start < now() - interval '1 minute'",
+        ))
+        .await?;
+    for row in rows {
+        let what: String = row.try_get_by_index(0)?;
+        eprintln!(
+            "pgstack-bench: warning: {what} holds back the xmin horizon; dead rows pile up and \
+             the figures measure that. Drop the slot or end the transaction first."
+        );
+    }
+    Ok(())
 }
 
 /// The URL with its database name replaced.

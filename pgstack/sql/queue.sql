@@ -16,6 +16,15 @@
 -- The small, frequent batches (complete, retry, kill, extend, release) read their
 -- arrays behind sub-selects so the cached generic plan serves every batch (see
 -- "Arrays behind sub-selects" in pgstack/src/sql.rs).
+--
+-- `{held}` is the fence's "still claimed" test, written
+-- `coalesce(q.claimed_at IS NOT NULL, false)`: the same truth as
+-- `q.claimed_at IS NOT NULL`, but the planner cannot match it to the lease
+-- index's predicate, so each job is found through the primary key. Written
+-- plainly, the generic plan (its statistics taken when few jobs ran) scans the
+-- whole lease index, every running job and every dead entry of the finished
+-- ones, for each batch: 39 ms instead of 0.4 ms for 150 jobs, measured under
+-- `pgstack-bench queue`.
 
 -- name: QueueEnqueue
 INSERT INTO {table} (kind, payload, priority, visible_at, max_attempts, unique_key)
@@ -70,32 +79,38 @@ RETURNING id, unique_key, NOT (xmax = 0) AS duplicate
 -- concurrent claimers skip each other's rows instead of waiting.
 -- A paused queue (a row in {pauses}) claims nothing: the NOT EXISTS is
 -- uncorrelated, so PostgreSQL checks it once per claim, before any scan.
+-- The picked ids reach the UPDATE as an array, so it finds each row through the
+-- primary key: joined to the CTE, the generic plan guesses the LIMIT's size and
+-- may hash the whole table.
+-- The limit is read behind a sub-select for the reason arrays are: given the
+-- number, PostgreSQL prices each claim exactly and plans every one afresh (7% of
+-- the server's CPU under `pgstack-bench queue`); unknown, the plans cost the
+-- same and the cached generic one serves every claim.
 WITH expired AS (
     SELECT id FROM {table}
     WHERE claimed_at IS NOT NULL AND visible_at <= now()
       AND NOT EXISTS (SELECT 1 FROM {pauses} WHERE queue = {queue})
     ORDER BY visible_at
-    LIMIT $1
+    LIMIT (SELECT $1::bigint)
     FOR UPDATE SKIP LOCKED
 ), ready AS (
     SELECT id FROM {table}
     WHERE claimed_at IS NULL AND visible_at <= now()
       AND NOT EXISTS (SELECT 1 FROM {pauses} WHERE queue = {queue})
     ORDER BY {ready_order}
-    LIMIT $1
+    LIMIT (SELECT $1::bigint)
     FOR UPDATE SKIP LOCKED
 ), picked AS (
     SELECT id FROM expired
     UNION ALL
     SELECT id FROM ready
-    LIMIT $1
+    LIMIT (SELECT $1::bigint)
 )
 UPDATE {table} AS q
 SET claimed_at = now(),
     visible_at = now() + $2::bigint * interval '1 millisecond',
     attempt = q.attempt + 1
-FROM picked
-WHERE q.id = picked.id
+WHERE q.id = ANY(ARRAY(SELECT id FROM picked))
 RETURNING q.id, q.kind, q.payload, q.priority, q.attempt, q.max_attempts,
           q.created_at, q.unique_key, q.visible_at, q.last_error
 
@@ -103,7 +118,7 @@ RETURNING q.id, q.kind, q.payload, q.priority, q.attempt, q.max_attempts,
 -- Finished jobs leave the hot table.
 DELETE FROM {table} AS q
 USING unnest((SELECT $1::bigint[]), (SELECT $2::integer[])) AS done(id, attempt)
-WHERE q.id = done.id AND q.attempt = done.attempt AND q.claimed_at IS NOT NULL
+WHERE q.id = done.id AND q.attempt = done.attempt AND {held}
 RETURNING q.id
 
 -- name: QueueCompleteArchive
@@ -111,7 +126,7 @@ RETURNING q.id
 WITH done AS (
     DELETE FROM {table} AS q
     USING unnest((SELECT $1::bigint[]), (SELECT $2::integer[])) AS done(id, attempt)
-    WHERE q.id = done.id AND q.attempt = done.attempt AND q.claimed_at IS NOT NULL
+    WHERE q.id = done.id AND q.attempt = done.attempt AND {held}
     RETURNING q.*
 )
 INSERT INTO {archive} (id, kind, payload, priority, attempt, max_attempts, unique_key,
@@ -132,7 +147,7 @@ SET claimed_at = NULL,
     last_error = r.error
 FROM unnest((SELECT $1::bigint[]), (SELECT $2::integer[]), (SELECT $3::bigint[]), (SELECT $4::text[]))
      AS r(id, attempt, delay_ms, error)
-WHERE q.id = r.id AND q.attempt = r.attempt AND q.claimed_at IS NOT NULL
+WHERE q.id = r.id AND q.attempt = r.attempt AND {held}
 RETURNING q.id
 
 -- name: QueueKillDead
@@ -140,7 +155,7 @@ RETURNING q.id
 WITH dead AS (
     DELETE FROM {table} AS q
     USING unnest((SELECT $1::bigint[]), (SELECT $2::integer[]), (SELECT $3::text[])) AS d(id, attempt, error)
-    WHERE q.id = d.id AND q.attempt = d.attempt AND q.claimed_at IS NOT NULL
+    WHERE q.id = d.id AND q.attempt = d.attempt AND {held}
     RETURNING q.*, d.error
 )
 INSERT INTO {dead} (id, kind, payload, priority, attempt, max_attempts, unique_key,
@@ -155,7 +170,7 @@ RETURNING id
 WITH dead AS (
     DELETE FROM {table} AS q
     USING unnest((SELECT $1::bigint[]), (SELECT $2::integer[]), (SELECT $3::text[])) AS d(id, attempt, error)
-    WHERE q.id = d.id AND q.attempt = d.attempt AND q.claimed_at IS NOT NULL
+    WHERE q.id = d.id AND q.attempt = d.attempt AND {held}
     RETURNING q.*, d.error
 )
 INSERT INTO {archive} (id, kind, payload, priority, attempt, max_attempts, unique_key,
@@ -169,7 +184,7 @@ RETURNING id
 -- Without a dead-letter table or an archive, jobs out of attempts are deleted.
 DELETE FROM {table} AS q
 USING unnest((SELECT $1::bigint[]), (SELECT $2::integer[]), (SELECT $3::text[])) AS d(id, attempt, error)
-WHERE q.id = d.id AND q.attempt = d.attempt AND q.claimed_at IS NOT NULL
+WHERE q.id = d.id AND q.attempt = d.attempt AND {held}
 RETURNING q.id
 
 -- name: QueueExtend
@@ -178,7 +193,7 @@ RETURNING q.id
 UPDATE {table} AS q
 SET visible_at = now() + $3::bigint * interval '1 millisecond'
 FROM unnest((SELECT $1::bigint[]), (SELECT $2::integer[])) AS h(id, attempt)
-WHERE q.id = h.id AND q.attempt = h.attempt AND q.claimed_at IS NOT NULL
+WHERE q.id = h.id AND q.attempt = h.attempt AND {held}
 RETURNING q.id
 
 -- name: QueueRelease
@@ -187,7 +202,7 @@ RETURNING q.id
 UPDATE {table} AS q
 SET claimed_at = NULL, visible_at = now(), attempt = q.attempt - 1
 FROM unnest((SELECT $1::bigint[]), (SELECT $2::integer[])) AS r(id, attempt)
-WHERE q.id = r.id AND q.attempt = r.attempt AND q.claimed_at IS NOT NULL
+WHERE q.id = r.id AND q.attempt = r.attempt AND {held}
 RETURNING q.id
 
 -- name: QueueNotify

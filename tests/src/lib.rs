@@ -51,6 +51,13 @@ pub fn standby_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5433/postgres".to_string())
 }
 
+/// A throwaway PostgreSQL server that one test crashes and restarts: `PGSTACK_CRASHABLE_URL`,
+/// default `postgres://postgres@127.0.0.1:5434/postgres` (`.ci/setup-crashable.sh` starts it).
+pub fn crashable_url() -> String {
+    std::env::var("PGSTACK_CRASHABLE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5434/postgres".to_string())
+}
+
 /// `admin_url` with its database name replaced.
 pub fn url_for(database: &str) -> String {
     url_on(&admin_url(), database)
@@ -87,6 +94,8 @@ pub struct TestDb {
     pub name: String,
     pub url: String,
     pub conn: DatabaseConnection,
+    /// The server's admin URL, which created the database and drops it.
+    server: String,
 }
 
 impl TestDb {
@@ -97,10 +106,15 @@ impl TestDb {
 
     /// An empty database, reached through a pool of `connections`.
     pub async fn with_pool(connections: u32) -> TestDb {
+        TestDb::on_server(&admin_url(), connections).await
+    }
+
+    /// An empty database on `server` (an admin URL), reached through a pool of `connections`.
+    pub async fn on_server(server: &str, connections: u32) -> TestDb {
         init_tracing();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("pgstack_t_{}_{n}", std::process::id());
-        let admin = connect(&admin_url(), 1).await;
+        let admin = connect(server, 1).await;
         admin
             .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\""))
             .await
@@ -110,9 +124,14 @@ impl TestDb {
             .await
             .expect("create the test database");
         admin.close().await.ok();
-        let url = url_for(&name);
+        let url = url_on(server, &name);
         let conn = connect(&url, connections).await;
-        TestDb { name, url, conn }
+        TestDb {
+            name,
+            url,
+            conn,
+            server: server.to_string(),
+        }
     }
 
     /// A database with the fixture spec's migrations applied (`tests/pgstack.toml`).
@@ -122,7 +141,12 @@ impl TestDb {
 
     /// [`TestDb::migrated`], reached through a pool of `connections`.
     pub async fn migrated_with_pool(connections: u32) -> TestDb {
-        let db = TestDb::with_pool(connections).await;
+        TestDb::migrated_on(&admin_url(), connections).await
+    }
+
+    /// [`TestDb::migrated`] on `server` (an admin URL), reached through a pool of `connections`.
+    pub async fn migrated_on(server: &str, connections: u32) -> TestDb {
+        let db = TestDb::on_server(server, connections).await;
         let project = pgstack_gen::project::Project::open(&fixture_spec()).expect("fixture spec");
         let migrations =
             pgstack_gen::cli::sql_migrations(project.migrations().expect("fixture migrations"));
@@ -223,6 +247,7 @@ pub async fn plan_counts<C: ConnectionTrait>(db: &C, fragment: &str) -> (i64, i6
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let server = self.server.clone();
         // Drop may run inside a tokio runtime (or while unwinding); use a thread of its own.
         let handle = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -232,7 +257,7 @@ impl Drop for TestDb {
                 return;
             };
             runtime.block_on(async move {
-                if let Ok(admin) = Database::connect(admin_url()).await {
+                if let Ok(admin) = Database::connect(server).await {
                     let _ = admin
                         .execute_unprepared(&format!(
                             "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"

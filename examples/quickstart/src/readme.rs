@@ -44,7 +44,7 @@ async fn transactions(db: DatabaseConnection, new_profile: serde_json::Value) ->
 async fn queue(db: DatabaseConnection, to: String, user_id: i64) -> Result {
     use std::time::Duration;
 
-    use pgstack::queue::{Delivery, EnqueueOptions, Job, Worker};
+    use pgstack::queue::{Delivery, EnqueueOptions, Job, JobTx, Worker};
     use sea_orm::TransactionTrait;
     use serde::{Deserialize, Serialize};
 
@@ -69,6 +69,16 @@ async fn queue(db: DatabaseConnection, to: String, user_id: i64) -> Result {
         .start().await?;
     // ... on SIGTERM:
     worker.shutdown(Duration::from_secs(30)).await;
+
+    // Exactly once in this database: the handler writes in the job's transaction, and the
+    // job completes in it too; a crash or a redelivery rolls the writes back.
+    let ledger = Worker::new(&db, &db::emails::QUEUE)
+        .handle_tx(|email: Delivery<WelcomeEmail>, tx: JobTx| async move {
+            let key = format!("welcomed:{}", email.job.to);
+            db::settings::STORE.set(&tx, &key, &email.id).await?;
+            Ok(tx)                            // hand it back: commit with the completion
+        })
+        .start().await?;
 
     // Jobs that used up their attempts, with their last error; redrive them once fixed.
     for dead in db::emails::QUEUE.dead_letters(&db, None, 100).await? {

@@ -53,7 +53,9 @@ pub use self::records::{
     QueueMetrics,
 };
 use self::sql::QueueSql;
-pub use self::worker::{Cancellation, Delivery, JobError, Worker, WorkerHandle, WorkerStats};
+pub use self::worker::{
+    Cancellation, Delivery, JobError, JobTx, Worker, WorkerHandle, WorkerStats,
+};
 use crate::cluster::Route;
 use crate::error::{DbContext, Error, Result};
 use crate::handle::Handle;

@@ -93,6 +93,7 @@ impl QueueSql {
             ("waiters", waiters.as_str()),
             ("pauses", pauses.as_str()),
             ("queue", queue.as_str()),
+            ("held", "coalesce(q.claimed_at IS NOT NULL, false)"),
         ];
         let file = sql_file();
         let get = |name: &str| file.get(name, &vars);

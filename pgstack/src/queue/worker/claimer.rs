@@ -1,108 +1,125 @@
-//! Claiming: waits for free handler slots, claims up to that many jobs in one statement and
-//! spawns a task per job; when the queue runs dry it sleeps until a NOTIFY, the next scheduled
-//! job, or the poll interval, whichever comes first.
+//! Claiming and dispatching. The claimer keeps up to `concurrency + prefetch` jobs leased to
+//! this worker: the running ones and a local buffer of claimed jobs waiting for a free handler
+//! slot. It refills the buffer in one statement when room for a batch opens up, while jobs keep
+//! starting from the buffer; when the queue runs dry it sleeps until a NOTIFY, the next
+//! scheduled job, or the poll interval, whichever comes first.
+//!
+//! A buffered job is leased like a running one: it sits in `Shared::inflight` (without an
+//! abort handle) so the heartbeat extends its lease, a cancellation or a lost lease drops it
+//! before it starts, and when claiming stops (shutdown) every buffered job is released at
+//! once, so another worker claims it without waiting for the lease to run out.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Sleep;
 
-use super::Shared;
 use super::completer::Outcome;
-use super::job::spawn_job;
+use super::job::{Cancellation, spawn_job};
 use super::stats::Counters;
+use super::{InFlight, Shared};
+use crate::error::Result;
+use crate::queue::ClaimedJob;
+
+/// What one refill brought back.
+struct Refill {
+    jobs: Vec<ClaimedJob>,
+    /// Set when the queue ran dry (fewer jobs than asked): how long to wait before asking again.
+    idle: Option<Duration>,
+    /// When this worker registered as a waiter (listening workers only), as the refill left it.
+    waiting_since: Option<Instant>,
+}
 
 pub(super) async fn claimer(
     shared: Arc<Shared>,
     outcomes: mpsc::UnboundedSender<Outcome>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let table = shared.queue.def().table;
-    let slots = Arc::new(Semaphore::new(shared.config.concurrency));
+    let concurrency = shared.config.concurrency;
+    let capacity = concurrency + shared.config.prefetch;
+    // A refill waits until it can take at least this many (with no prefetch: one free slot).
+    let refill_at = (shared.config.prefetch / 2).max(1);
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut buffer: VecDeque<(ClaimedJob, Cancellation)> = VecDeque::new();
+    let mut claim: Option<(usize, JoinHandle<Result<Refill>>)> = None;
+    let mut pause: Option<Pin<Box<Sleep>>> = None;
     let mut failures = 0u32;
-    // Registered in pgstack_queue_waiters (listening workers only): inserts NOTIFY us.
     let mut waiting_since: Option<Instant> = None;
     loop {
         if *stop.borrow() {
             break;
         }
-        let first = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.ok(),
-            _ = stop.changed() => None,
-        };
-        let Some(first) = first else { break };
-        let mut permits = vec![first];
-        while permits.len() < shared.config.batch {
-            match slots.clone().try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
+        let running = concurrency - slots.available_permits();
+        let held = running + buffer.len();
+        let room = capacity.saturating_sub(held).min(shared.config.batch);
+        let starved = buffer.is_empty() && running < concurrency;
+        if claim.is_none() && pause.is_none() && room > 0 && (room >= refill_at || starved) {
+            let task = tokio::spawn(refill(shared.clone(), room, waiting_since));
+            claim = Some((room, task));
         }
-        let asked = permits.len();
-        let started = Instant::now();
-        let jobs = match shared.queue.claim(&shared.db, asked).await {
-            Ok(jobs) => {
-                crate::metrics::queue_claim(table, started.elapsed());
-                failures = 0;
-                jobs
-            }
-            Err(e) => {
-                shared.database_error("claim", &e);
-                failures = (failures + 1).min(6);
-                drop(permits);
-                // Back off 100ms, 200ms, ... 3.2s while the database is unavailable.
-                let pause = Duration::from_millis(50 << failures);
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-        };
-        let got = jobs.len();
-        Counters::add(&shared.stats.claimed, got);
-        crate::metrics::queue_count(table, "claimed", got as u64);
-        if got > 0 {
-            tracing::debug!(queue = table, claimed = got, "pgstack worker: claimed jobs");
-        }
-        for job in jobs {
-            let Some(permit) = permits.pop() else { break };
-            spawn_job(&shared, job, permit, outcomes.clone());
-        }
-        drop(permits);
-        if got == asked && waiting_since.is_some() {
-            // Busy: leave the waiters so enqueues stop paying for NOTIFY.
-            match shared.queue.wait_end(&shared.db, &shared.id).await {
-                Ok(()) => waiting_since = None,
-                Err(e) => shared.database_error("wait_end", &e),
-            }
-        }
-        if got < asked {
-            if shared.listening.load(Ordering::Relaxed) {
-                let stale = waiting_since.is_none_or(|at| at.elapsed() > Duration::from_secs(60));
-                if stale {
-                    // Register, then claim once more before blocking: a job committed after
-                    // the registration notifies; one committed before it is claimed now.
-                    match shared.queue.wait_start(&shared.db, &shared.id).await {
-                        Ok(()) => {
-                            let first = waiting_since.is_none();
-                            waiting_since = Some(Instant::now());
-                            if first {
-                                continue;
-                            }
-                        }
-                        Err(e) => shared.database_error("wait_start", &e),
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            joined = async { (&mut claim.as_mut().map(|c| &mut c.1)?).await.ok() }, if claim.is_some() => {
+                claim = None;
+                match joined {
+                    Some(Ok(refill)) => {
+                        failures = 0;
+                        waiting_since = refill.waiting_since;
+                        pause = refill.idle.map(|d| Box::pin(tokio::time::sleep(d)));
+                        take(&shared, refill.jobs, &mut buffer);
                     }
+                    Some(Err(e)) => {
+                        shared.database_error("claim", &e);
+                        failures = (failures + 1).min(6);
+                        // Back off 100ms, 200ms, ... 3.2s while the database is unavailable.
+                        pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(50 << failures))));
+                    }
+                    // The refill task panicked or was cancelled: nothing was claimed that we
+                    // know of (a lease it took runs out on its own).
+                    None => pause = Some(Box::pin(tokio::time::sleep(shared.config.poll_interval))),
                 }
             }
-            let wait = idle_wait(&shared, got).await;
-            tokio::select! {
-                _ = shared.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
+            permit = slots.clone().acquire_owned(), if !buffer.is_empty() => {
+                let Ok(permit) = permit else { break };
+                let mut permit = Some(permit);
+                while let Some(p) = permit.take().or_else(|| slots.clone().try_acquire_owned().ok()) {
+                    let Some((job, cancel)) = buffer.pop_front() else { break };
+                    if cancel.is_cancelled() {
+                        // Cancelled or its lease lost while it waited: it is not ours to run.
+                        shared.inflight().remove(&job.id);
+                        permit = Some(p);
+                        continue;
+                    }
+                    spawn_job(&shared, job, cancel, p, outcomes.clone());
+                }
             }
+            _ = async { pause.as_mut()?.await; Some(()) }, if pause.is_some() => pause = None,
+            _ = shared.wake.notified(), if pause.is_some() && failures == 0 => pause = None,
+        }
+    }
+    // Claiming stops: a claim in flight still lands (its jobs are ours until released), then
+    // every job not yet started goes back at once.
+    if let Some((_, task)) = claim
+        && let Ok(Ok(refill)) = task.await
+    {
+        waiting_since = refill.waiting_since;
+        take(&shared, refill.jobs, &mut buffer);
+    }
+    if !buffer.is_empty() {
+        let mut inflight = shared.inflight();
+        for (job, _) in buffer.drain(..) {
+            inflight.remove(&job.id);
+            let _ = outcomes.send(Outcome::Release(job.token()));
+        }
+        if inflight.is_empty() {
+            shared.idle.notify_waiters();
         }
     }
     if waiting_since.is_some() {
@@ -113,12 +130,88 @@ pub(super) async fn claimer(
     }
 }
 
-/// How long an idle claimer sleeps: the poll interval, or less when a scheduled job is due
-/// sooner (only asked when the last claim found nothing).
-async fn idle_wait(shared: &Shared, got: usize) -> Duration {
+/// Buffers freshly claimed jobs, leased to this worker from now on.
+fn take(shared: &Shared, jobs: Vec<ClaimedJob>, buffer: &mut VecDeque<(ClaimedJob, Cancellation)>) {
+    if jobs.is_empty() {
+        return;
+    }
+    let lease_until = Instant::now() + shared.queue.def().visibility_timeout();
+    let mut inflight = shared.inflight();
+    for job in jobs {
+        let (cancel_tx, cancel) = Cancellation::new();
+        inflight.insert(
+            job.id,
+            InFlight {
+                attempt: job.attempt,
+                lease_until,
+                abort: None,
+                cancel: cancel_tx,
+            },
+        );
+        buffer.push_back((job, cancel));
+    }
+}
+
+/// One claim statement for up to `asked` jobs, plus the bookkeeping of a listening worker
+/// around it: a busy worker leaves the waiters (enqueues stop paying for NOTIFY); one that ran
+/// dry registers, then claims once more before it blocks (a job committed after the
+/// registration notifies; one committed before it is claimed now).
+async fn refill(
+    shared: Arc<Shared>,
+    asked: usize,
+    mut waiting_since: Option<Instant>,
+) -> Result<Refill> {
+    let table = shared.queue.def().table;
+    let started = Instant::now();
+    let mut jobs = shared.queue.claim(&shared.db, asked).await?;
+    crate::metrics::queue_claim(table, started.elapsed());
+    if jobs.len() == asked && waiting_since.is_some() {
+        match shared.queue.wait_end(&shared.db, &shared.id).await {
+            Ok(()) => waiting_since = None,
+            Err(e) => shared.database_error("wait_end", &e),
+        }
+    }
+    if jobs.len() < asked && shared.listening.load(Ordering::Relaxed) {
+        let stale = waiting_since.is_none_or(|at| at.elapsed() > Duration::from_secs(60));
+        if stale {
+            match shared.queue.wait_start(&shared.db, &shared.id).await {
+                Ok(()) => {
+                    let first = waiting_since.is_none();
+                    waiting_since = Some(Instant::now());
+                    if first {
+                        let more = shared.queue.claim(&shared.db, asked - jobs.len()).await?;
+                        jobs.extend(more);
+                    }
+                }
+                Err(e) => shared.database_error("wait_start", &e),
+            }
+        }
+    }
+    let got = jobs.len();
+    Counters::add(&shared.stats.claimed, got);
+    crate::metrics::queue_count(table, "claimed", got as u64);
+    if got > 0 {
+        tracing::debug!(queue = table, claimed = got, "pgstack worker: claimed jobs");
+    }
+    // A claim that found some but not all looks again as soon as there is room.
+    let idle = if got == 0 {
+        Some(idle_wait(&shared).await)
+    } else {
+        None
+    };
+    Ok(Refill {
+        jobs,
+        idle,
+        waiting_since,
+    })
+}
+
+/// How long a claimer that found nothing waits before claiming again: the poll interval, or
+/// less when a scheduled job is due sooner.
+async fn idle_wait(shared: &Shared) -> Duration {
     let poll = shared.config.poll_interval;
-    if got > 0 || shared.queue.def().priorities {
-        return if got > 0 { Duration::ZERO } else { poll };
+    if shared.queue.def().priorities {
+        return poll;
     }
     match shared.queue.next_visible_at(&shared.db).await {
         // A job already due that the claim did not get: another worker took it, or the queue

@@ -16,6 +16,8 @@ pub(super) enum Outcome {
     Complete(JobToken),
     Fail(Failure),
     Release(JobToken),
+    /// Already written by a transactional handler: nothing to do.
+    Settled,
 }
 
 pub(super) async fn completer(shared: Arc<Shared>, mut outcomes: mpsc::UnboundedReceiver<Outcome>) {
@@ -44,6 +46,7 @@ async fn settle(shared: &Shared, batch: &mut Vec<Outcome>) {
             Outcome::Complete(token) => done.push(token),
             Outcome::Fail(failure) => failed.push(failure),
             Outcome::Release(token) => released.push(token),
+            Outcome::Settled => {}
         }
     }
     let (queue, db, stats) = (shared.queue, &shared.db, &shared.stats);

@@ -9,9 +9,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 
+use super::Shared;
 use super::completer::Outcome;
 use super::stats::Counters;
-use super::{InFlight, Shared};
 use crate::queue::{ClaimedJob, Failure};
 
 /// What a handler returns on failure: any error, shown as the job's `last_error`.
@@ -19,6 +19,10 @@ pub type JobError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 pub(super) enum HandlerResult {
     Done,
+    /// A transactional handler's job, completed in its own transaction (nothing left to write).
+    Settled,
+    /// A transactional handler's job that was no longer this worker's: rolled back.
+    Stale,
     Failed(String),
     /// Can never succeed (the payload does not decode): dead-letter at once.
     Discard(String),
@@ -90,10 +94,12 @@ pub struct Delivery<J> {
     pub cancel: Cancellation,
 }
 
-/// Runs `job` (claimed, holding `permit`), reporting its outcome on `outcomes`.
+/// Runs `job` (claimed and already in `Shared::inflight`, holding `permit`), reporting its
+/// outcome on `outcomes`.
 pub(super) fn spawn_job(
     shared: &Arc<Shared>,
     job: ClaimedJob,
+    cancel: Cancellation,
     permit: OwnedSemaphorePermit,
     outcomes: mpsc::UnboundedSender<Outcome>,
 ) {
@@ -133,24 +139,18 @@ pub(super) fn spawn_job(
         Counters::add(&shared.stats.failed, 1);
         crate::metrics::queue_count(table, "failed", 1);
         let _ = outcomes.send(outcome);
+        finished(shared, token.id);
         drop(permit);
         return;
     }
     let Some(handler) = handler else { return };
     let kind = job.kind.clone();
-    let (cancel_tx, cancel) = Cancellation::new();
     let started = Instant::now();
     // Run the handler in a task of its own: a panic ends that task, not the worker.
     let mut task = tokio::spawn(CURRENT.scope(cancel.clone(), handler(job, cancel)));
-    shared.inflight().insert(
-        token.id,
-        InFlight {
-            attempt: token.attempt,
-            lease_until: Instant::now() + shared.queue.def().visibility_timeout(),
-            abort: task.abort_handle(),
-            cancel: cancel_tx,
-        },
-    );
+    if let Some(entry) = shared.inflight().get_mut(&token.id) {
+        entry.abort = Some(task.abort_handle());
+    }
     let shared = shared.clone();
     tokio::spawn(async move {
         let joined = match shared.config.job_timeout {
@@ -172,6 +172,15 @@ pub(super) fn spawn_job(
                 failure(format!("timed out after {limit:?}"), false)
             }
             Some(Ok(HandlerResult::Done)) => Outcome::Complete(token),
+            Some(Ok(HandlerResult::Settled)) => {
+                Counters::add(&stats.completed, 1);
+                crate::metrics::queue_count(table, "completed", 1);
+                Outcome::Settled
+            }
+            Some(Ok(HandlerResult::Stale)) => {
+                Counters::add(&stats.stale, 1);
+                Outcome::Settled
+            }
             Some(Ok(HandlerResult::Failed(error))) => {
                 Counters::add(&stats.failed, 1);
                 failure(error, false)
@@ -200,14 +209,19 @@ pub(super) fn spawn_job(
             crate::metrics::queue_count(table, "failed", 1);
         }
         let _ = outcomes.send(outcome);
-        let now_idle = {
-            let mut inflight = shared.inflight();
-            inflight.remove(&token.id);
-            inflight.is_empty()
-        };
-        if now_idle {
-            shared.idle.notify_waiters();
-        }
+        finished(&shared, token.id);
         drop(permit);
     });
+}
+
+/// The job is no longer this worker's to hold; wakes a shutdown waiting for the last one.
+fn finished(shared: &Shared, id: i64) {
+    let now_idle = {
+        let mut inflight = shared.inflight();
+        inflight.remove(&id);
+        inflight.is_empty()
+    };
+    if now_idle {
+        shared.idle.notify_waiters();
+    }
 }

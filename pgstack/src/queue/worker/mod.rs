@@ -3,20 +3,22 @@
 //!
 //! Tasks of one running worker:
 //!
-//! - **claimer** (`claimer.rs`): waits for free handler slots, claims up to that many jobs in
-//!   one statement, spawns a task per job; when the queue runs dry (or is paused) it sleeps
+//! - **claimer** (`claimer.rs`): keeps up to `concurrency + prefetch` jobs leased to this
+//!   worker, the running ones and a local buffer it refills in one statement; starts a
+//!   buffered job in each free handler slot; when the queue runs dry (or is paused) it sleeps
 //!   until a NOTIFY, the next scheduled job, or the poll interval, whichever comes first.
 //! - **jobs** (`job.rs`): each handler in a task of its own, with its timeout and its
 //!   [`Cancellation`].
-//! - **completer** (`completer.rs`): receives each job's outcome and writes them in batches.
+//! - **completer** (`completer.rs`): receives each job's outcome and writes them in batches
+//!   (a transactional handler's job, `tx.rs`, is completed in the handler's own transaction).
 //! - **heartbeat**, **listener**, **maintenance**, **sampler** (`background.rs`): lease
 //!   extension (a lost lease cancels the handler), LISTEN on a connection of its own (from
 //!   [`Worker::listen_url`], else the pool's settings; never a pooled one, polling instead
 //!   behind a pooler), archive upkeep, and the queue-depth gauges.
 //!
 //! A handler that returns an error, panics or exceeds the job timeout fails its attempt; the job
-//! is retried with backoff or dead-lettered. Shutdown stops claiming, lets running jobs finish
-//! until the deadline, then aborts the rest and releases their jobs so they are redelivered at
+//! is retried with backoff or dead-lettered. Shutdown stops claiming, releases the buffered
+//! jobs at once, lets running jobs finish until the deadline, then aborts the rest and releases their jobs so they are redelivered at
 //! once (the attempt is not counted).
 //!
 //! Everything a worker meets goes to `tracing` (target `pgstack::queue::worker`): its start
@@ -28,6 +30,7 @@ mod claimer;
 mod completer;
 mod job;
 mod stats;
+mod tx;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -44,6 +47,7 @@ pub use self::job::{Cancellation, Delivery, JobError};
 use self::job::{Handler, HandlerResult};
 use self::stats::Counters;
 pub use self::stats::WorkerStats;
+pub use self::tx::JobTx;
 use super::{ClaimedJob, Job, Queue};
 use crate::error::{Error, Result, pg_error};
 use crate::sql::stmt;
@@ -51,7 +55,8 @@ use crate::sql::stmt;
 pub(super) struct InFlight {
     attempt: i32,
     lease_until: Instant,
-    abort: AbortHandle,
+    /// The running handler's task; `None` while the job waits in the claimer's buffer.
+    abort: Option<AbortHandle>,
     /// Set to true to cancel the handler (lost lease, or `Queue::cancel`).
     cancel: watch::Sender<bool>,
 }
@@ -131,10 +136,18 @@ impl Shared {
     }
 }
 
+/// Jobs a worker holds beyond its running ones unless told otherwise ([`Worker::prefetch`]).
+const DEFAULT_PREFETCH: usize = 256;
+
 #[derive(Clone)]
 struct Config {
     concurrency: usize,
+    /// Claimed jobs held in the local buffer beyond the running ones.
+    prefetch: usize,
+    /// The most jobs one claim statement takes (resolved at start: `concurrency + prefetch`
+    /// unless set).
     batch: usize,
+    batch_set: bool,
     poll_interval: Duration,
     listen: bool,
     /// A direct (not pooled) URL for the LISTEN connection; else the pool's own settings.
@@ -156,7 +169,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker for `queue` with the defaults: 16 concurrent handlers, claims of up to 16,
+    /// A worker for `queue` with the defaults: 16 concurrent handlers, up to 256 more jobs
+    /// prefetched (claims of up to 272),
     /// LISTEN/NOTIFY when the queue has it plus a 1s poll, a 5-minute job timeout.
     pub fn new(db: &DatabaseConnection, queue: &'static Queue) -> Worker {
         let maintenance = queue
@@ -172,7 +186,9 @@ impl Worker {
             problems: Vec::new(),
             config: Config {
                 concurrency: 16,
-                batch: 16,
+                prefetch: DEFAULT_PREFETCH,
+                batch: 16 + DEFAULT_PREFETCH,
+                batch_set: false,
                 poll_interval: Duration::from_secs(1),
                 listen: queue.def().notify_channel.is_some(),
                 listen_url: None,
@@ -192,6 +208,27 @@ impl Worker {
         F: Fn(Delivery<J>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<(), JobError>> + Send + 'static,
     {
+        self.check_queue::<J>();
+        let handler = Arc::new(handler);
+        let wrapped: Handler = Arc::new(move |job: ClaimedJob, cancel: Cancellation| {
+            let handler = handler.clone();
+            Box::pin(async move {
+                let delivery = match delivery::<J>(job, cancel) {
+                    Ok(delivery) => delivery,
+                    Err(discard) => return discard,
+                };
+                match handler(delivery).await {
+                    Ok(()) => HandlerResult::Done,
+                    Err(e) => HandlerResult::Failed(e.to_string()),
+                }
+            })
+        });
+        self.register(J::KIND, wrapped);
+        self
+    }
+
+    /// Notes a problem (reported by `start`) when `J` belongs to another queue.
+    fn check_queue<J: Job>(&mut self) {
         let (theirs, ours) = (J::queue().def(), self.queue.def());
         if (theirs.schema, theirs.table) != (ours.schema, ours.table) {
             self.problems.push(format!(
@@ -201,30 +238,41 @@ impl Worker {
                 ours.table
             ));
         }
+    }
+
+    /// Runs `handler` for every job of type `J` inside a transaction that also completes the
+    /// job: the handler writes through the [`JobTx`] it is given and returns it; the worker
+    /// then deletes (or archives) the job in that transaction and commits. The handler's writes
+    /// and the job's completion commit together or not at all, so its effects in this database
+    /// happen exactly once, across crashes, lost leases and redeliveries (a stale delivery
+    /// rolls back). An error, panic or timeout rolls the writes back and retries the job.
+    /// Effects outside the database (an email, an HTTP call) stay at least once.
+    ///
+    /// Each job takes a transaction of its own (BEGIN, the handler's statements, the
+    /// completion, COMMIT) instead of the batched completions of [`Worker::handle`].
+    pub fn handle_tx<J, F, Fut>(mut self, handler: F) -> Self
+    where
+        J: Job,
+        F: Fn(Delivery<J>, JobTx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<JobTx, JobError>> + Send + 'static,
+    {
+        self.check_queue::<J>();
         let handler = Arc::new(handler);
+        let (db, queue) = (self.db.clone(), self.queue);
         let wrapped: Handler = Arc::new(move |job: ClaimedJob, cancel: Cancellation| {
-            let handler = handler.clone();
+            let (handler, db) = (handler.clone(), db.clone());
             Box::pin(async move {
-                let payload = match job.payload.decode::<J>() {
-                    Ok(payload) => payload,
-                    Err(e) => {
-                        return HandlerResult::Discard(format!(
-                            "the payload does not decode as `{}`: {e}",
-                            std::any::type_name::<J>()
-                        ));
-                    }
+                let token = job.token();
+                let delivery = match delivery::<J>(job, cancel) {
+                    Ok(delivery) => delivery,
+                    Err(discard) => return discard,
                 };
-                let delivery = Delivery {
-                    job: payload,
-                    id: job.id,
-                    attempt: job.attempt,
-                    max_attempts: job.max_attempts,
-                    created_at: job.created_at,
-                    last_error: job.last_error,
-                    cancel,
+                let tx = match tx::begin(&db).await {
+                    Ok(tx) => tx,
+                    Err(error) => return HandlerResult::Failed(error),
                 };
-                match handler(delivery).await {
-                    Ok(()) => HandlerResult::Done,
+                match handler(delivery, tx).await {
+                    Ok(tx) => tx::settle(queue, tx, token).await,
                     Err(e) => HandlerResult::Failed(e.to_string()),
                 }
             })
@@ -261,16 +309,27 @@ impl Worker {
         }
     }
 
-    /// How many handlers run at once (default 16). Claims never exceed free slots.
+    /// How many handlers run at once (default 16).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.config.concurrency = n.max(1);
-        self.config.batch = self.config.batch.min(self.config.concurrency).max(1);
         self
     }
 
-    /// The most jobs one claim takes (default: the concurrency).
+    /// How many claimed jobs the worker may hold in a local buffer beyond the running ones
+    /// (default 256), so a free handler slot starts its next job without a round trip and one
+    /// claim statement serves hundreds of jobs. Buffered jobs are leased to this worker: the
+    /// heartbeat extends their leases, a cancellation drops them before they start, and
+    /// shutdown releases them at once for other workers. `0` claims only for free slots (the
+    /// fairest spread of a small backlog over many workers).
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.config.prefetch = n;
+        self
+    }
+
+    /// The most jobs one claim statement takes (default: concurrency + prefetch).
     pub fn batch(mut self, n: usize) -> Self {
         self.config.batch = n.max(1);
+        self.config.batch_set = true;
         self
     }
 
@@ -321,14 +380,18 @@ impl Worker {
     /// Checks the worker's configuration and its database, then starts its tasks on the
     /// current tokio runtime. Fails, naming what to do, when the queue's table does not exist
     /// (its migration has not been applied) or the database is a read-only standby.
-    pub async fn start(self) -> Result<WorkerHandle> {
+    pub async fn start(mut self) -> Result<WorkerHandle> {
         let table = self.queue.def().table;
+        if !self.config.batch_set {
+            self.config.batch = self.config.concurrency + self.config.prefetch;
+        }
         let mut problems = self.problems;
         if self.handlers.is_empty() {
             problems.push("no handlers registered; add one with `handle` or `handle_raw`".into());
         }
         for (what, n) in [
             ("concurrency", self.config.concurrency),
+            ("prefetch", self.config.prefetch),
             ("batch", self.config.batch),
         ] {
             if n > super::MAX_BATCH {
@@ -396,6 +459,7 @@ impl Worker {
             queue = table,
             worker = %shared.id,
             concurrency = shared.config.concurrency,
+            prefetch = shared.config.prefetch,
             batch = shared.config.batch,
             wake_up = if listening { "notify" } else { "poll" },
             poll_interval_ms = shared.config.poll_interval.as_millis() as u64,
@@ -412,6 +476,29 @@ impl Worker {
             background,
         })
     }
+}
+
+/// Decodes a claimed job for a typed handler; a payload that does not decode can never
+/// succeed, so the job is dead-lettered at once.
+fn delivery<J: Job>(
+    job: ClaimedJob,
+    cancel: Cancellation,
+) -> std::result::Result<Delivery<J>, HandlerResult> {
+    let payload = job.payload.decode::<J>().map_err(|e| {
+        HandlerResult::Discard(format!(
+            "the payload does not decode as `{}`: {e}",
+            std::any::type_name::<J>()
+        ))
+    })?;
+    Ok(Delivery {
+        job: payload,
+        id: job.id,
+        attempt: job.attempt,
+        max_attempts: job.max_attempts,
+        created_at: job.created_at,
+        last_error: job.last_error,
+        cancel,
+    })
 }
 
 /// The queue's table exists and the database takes writes; else an error naming the fix.
@@ -469,7 +556,21 @@ impl WorkerHandle {
 
     /// Jobs running right now.
     pub fn running(&self) -> usize {
-        self.shared.inflight().len()
+        self.shared
+            .inflight()
+            .values()
+            .filter(|job| job.abort.is_some())
+            .count()
+    }
+
+    /// Jobs claimed and leased to this worker, waiting in its local buffer for a free handler
+    /// slot (at most [`Worker::prefetch`]).
+    pub fn buffered(&self) -> usize {
+        self.shared
+            .inflight()
+            .values()
+            .filter(|job| job.abort.is_none())
+            .count()
     }
 
     /// Stops claiming, waits up to `grace` for running jobs, aborts the rest and releases their
@@ -492,8 +593,13 @@ impl WorkerHandle {
             }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left.is_some_and(|left| left.is_zero()) {
-                for job in self.shared.inflight().values() {
-                    job.abort.abort();
+                for abort in self
+                    .shared
+                    .inflight()
+                    .values()
+                    .filter_map(|j| j.abort.as_ref())
+                {
+                    abort.abort();
                 }
                 // Aborted jobs report a release; wait for that without a deadline.
                 while !self.shared.inflight().is_empty() {
