@@ -20,6 +20,7 @@ pub mod migrate;
 pub mod queue;
 pub mod rate_limit;
 mod sql;
+pub mod upkeep;
 mod value;
 pub mod vector;
 

@@ -195,6 +195,17 @@ async fn admin(db: DatabaseConnection) -> Result {
     Ok(())
 }
 
+/// Operations: the maintenance runner.
+#[rustfmt::skip]
+async fn upkeep(db: DatabaseConnection) -> Result {
+    // Every sweep pgstack.toml implies (expired cache, kv and rate-limit rows, the cache's
+    // max_entries, archive partitions), every minute, one process at a time per table.
+    let upkeep = db::upkeep().start(&db)?;
+    // ... and when the application stops:
+    upkeep.shutdown().await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     /// The README's ```rust blocks, each as its lines without leading indentation.

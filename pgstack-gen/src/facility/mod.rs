@@ -11,7 +11,7 @@ mod queue;
 mod rate_limit;
 mod vector;
 
-use pgstack_spec::{FacilityRef, Spec};
+use pgstack_spec::{FacilityRef, Spec, ValueType};
 use serde::Serialize;
 
 use crate::error::GenError;
@@ -77,12 +77,15 @@ pub fn accessor_modules(
     struct ModCtx<'a> {
         spec_file: &'a str,
         modules: Vec<&'a str>,
+        /// `db::upkeep()`'s builder calls, e.g. `.cache(&pages::CACHE)`, in module order.
+        upkeep: Vec<String>,
     }
     let source = templates::render(
         "rust/accessors_mod.rs",
         &ModCtx {
             spec_file,
             modules: names,
+            upkeep: upkeep_calls(spec),
         },
     )?;
     modules.push(Module {
@@ -91,6 +94,32 @@ pub fn accessor_modules(
     });
     modules.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(modules)
+}
+
+/// The upkeep tasks the spec implies (see `pgstack::upkeep`), as builder calls: every cache
+/// and rate limiter, kv stores with `expiry`, queues with an `archive`.
+fn upkeep_calls(spec: &Spec) -> Vec<String> {
+    let mut calls: Vec<(String, String)> = spec
+        .facilities()
+        .filter_map(|facility| {
+            let name = facility.name().to_string();
+            let call = match facility {
+                FacilityRef::Cache(_) => format!(".cache(&{name}::CACHE)"),
+                FacilityRef::RateLimit(_) => format!(".rate_limiter(&{name}::LIMITER)"),
+                FacilityRef::Kv(kv) if kv.expiry => match kv.value {
+                    ValueType::Jsonb => format!(".json_kv(&{name}::STORE)"),
+                    ValueType::Bytea => format!(".bytes_kv(&{name}::STORE)"),
+                },
+                FacilityRef::Queue(queue) if queue.archive.is_some() => {
+                    format!(".queue(&{name}::QUEUE)")
+                }
+                _ => return None,
+            };
+            Some((name, call))
+        })
+        .collect();
+    calls.sort();
+    calls.into_iter().map(|(_, call)| call).collect()
 }
 
 /// Adds the helper function `pgstack_<function>` rendered from `sql/functions/<function>.sql`.

@@ -21,6 +21,10 @@ pub(super) struct KvCore {
 }
 
 impl KvCore {
+    pub(super) fn def(&self) -> &KvDef {
+        &self.def
+    }
+
     pub(super) const fn new(def: KvDef) -> Self {
         KvCore {
             def,

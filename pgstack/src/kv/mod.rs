@@ -389,6 +389,11 @@ impl BytesKv {
 macro_rules! value_free_accessors {
     ($store:ident) => {
         impl $store {
+            /// The store's definition, as generated from the spec.
+            pub fn def(&self) -> &KvDef {
+                self.core.def()
+            }
+
             /// Whether a live value is stored at `key`.
             pub async fn exists<C: Route>(&self, db: &C, key: &str) -> Result<bool> {
                 self.core.exists(db, key).await

@@ -30,3 +30,24 @@ pub mod raw_jobs;
 pub mod settings;
 pub mod tenant_docs;
 pub mod terms;
+
+/// Every upkeep task `pgstack.toml` implies (expired rows, size bounds, archive
+/// partitions): `upkeep().start(&db)?` runs them in the background, `upkeep().run_once(&db)`
+/// runs one pass. See `pgstack::upkeep`.
+pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
+    ::pgstack::upkeep::Upkeep::new()
+        .queue(&archived::QUEUE)
+        .cache(&blob_cache::CACHE)
+        .bytes_kv(&blobs::STORE)
+        .rate_limiter(&fast_bucket::LIMITER)
+        .rate_limiter(&fast_fixed::LIMITER)
+        .rate_limiter(&fast_gcra::LIMITER)
+        .rate_limiter(&fast_sliding::LIMITER)
+        .json_kv(&flags::STORE)
+        .cache(&fragments::CACHE)
+        .rate_limiter(&hour_bucket::LIMITER)
+        .rate_limiter(&hour_fixed::LIMITER)
+        .rate_limiter(&hour_gcra::LIMITER)
+        .rate_limiter(&hour_sliding::LIMITER)
+        .cache(&pages::CACHE)
+}

@@ -13,3 +13,13 @@ pub mod pages;
 pub mod sessions;
 pub mod settings;
 pub mod user_profiles;
+
+/// Every upkeep task `pgstack.toml` implies (expired rows, size bounds, archive
+/// partitions): `upkeep().start(&db)?` runs them in the background, `upkeep().run_once(&db)`
+/// runs one pass. See `pgstack::upkeep`.
+pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
+    ::pgstack::upkeep::Upkeep::new()
+        .rate_limiter(&api::LIMITER)
+        .cache(&pages::CACHE)
+        .bytes_kv(&sessions::STORE)
+}
