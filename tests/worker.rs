@@ -936,3 +936,117 @@ async fn no_job_is_lost_across_postgresql_crashes() {
         "the crashes were seen: {stats:?}"
     );
 }
+
+/// A handler's `JobSnooze` runs the job again after the delay without spending an attempt
+/// (a job with one attempt snoozes three times and still completes); `JobCancel` dead-letters
+/// at once whatever attempts are left; `kind_timeout` bounds one kind, not the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_snooze_cancel_and_have_per_kind_timeouts() {
+    use pgstack::queue::{JobCancel, JobSnooze, Payload};
+    let t = TestDb::migrated().await;
+    let snoozy = Work::n(1)
+        .enqueue_with(&t.conn, &EnqueueOptions::default().max_attempts(1))
+        .await
+        .unwrap()
+        .id;
+    let doomed = Work::n(2)
+        .enqueue_with(&t.conn, &EnqueueOptions::default().max_attempts(10))
+        .await
+        .unwrap()
+        .id;
+    let slow = Work {
+        sleep_ms: 2_000,
+        ..Work::n(3)
+    }
+    .enqueue_with(&t.conn, &EnqueueOptions::default().max_attempts(1))
+    .await
+    .unwrap()
+    .id;
+    // Another kind, as slow, under the worker's own (default) timeout.
+    jobs::QUEUE
+        .enqueue_payload(
+            &t.conn,
+            "other",
+            &Payload::Json(serde_json::json!({})),
+            &EnqueueOptions::default(),
+        )
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<(usize, i32, i32, Instant)>::new()));
+    let other_done = Arc::new(AtomicUsize::new(0));
+    let (log, done) = (seen.clone(), other_done.clone());
+    let worker = Worker::new(&t.conn, &jobs::QUEUE)
+        .poll_interval(Duration::from_millis(50))
+        .kind_timeout(Work::KIND, Some(Duration::from_millis(300)))
+        .handle(move |d: Delivery<Work>| {
+            let log = log.clone();
+            async move {
+                log.lock()
+                    .unwrap()
+                    .push((d.job.n, d.attempt, d.max_attempts, Instant::now()));
+                let snoozes = log.lock().unwrap().iter().filter(|s| s.0 == 1).count();
+                match d.job.n {
+                    1 if snoozes <= 3 => Err(JobSnooze::after(Duration::from_millis(200)).into()),
+                    2 => Err(JobCancel::because("the account is closed").into()),
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(d.job.sleep_ms)).await;
+                        Ok(())
+                    }
+                }
+            }
+        })
+        .handle_raw("other", move |_job| {
+            let done = done.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    drained(&t, Duration::from_secs(20)).await;
+    let stats = worker.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(stats.snoozed, 3, "{stats:?}");
+    assert_eq!(stats.timed_out, 1, "{stats:?}");
+    assert_eq!(
+        other_done.load(Ordering::SeqCst),
+        1,
+        "the other kind ran to the end"
+    );
+
+    let seen = seen.lock().unwrap().clone();
+    let runs: Vec<_> = seen.iter().filter(|s| s.0 == 1).collect();
+    assert_eq!(runs.len(), 4, "three snoozes, then done: {seen:?}");
+    for (i, pair) in runs.windows(2).enumerate() {
+        assert!(
+            pair[1].3 - pair[0].3 >= Duration::from_millis(190),
+            "snooze {i} waited its delay"
+        );
+        // The counter goes up (it fences completions); the allowance with it.
+        assert_eq!((pair[1].1, pair[1].2), (pair[0].1 + 1, pair[0].2 + 1));
+    }
+    assert_eq!(
+        seen.iter().filter(|s| s.0 == 2).count(),
+        1,
+        "a cancelled job is not retried"
+    );
+
+    let dead = jobs::QUEUE.dead_letters(&t.conn, None, 10).await.unwrap();
+    let error = |id: i64| {
+        dead.iter()
+            .find(|d| d.id == id)
+            .and_then(|d| d.last_error.clone())
+            .unwrap_or_else(|| panic!("job {id} is not among the dead letters: {dead:?}"))
+    };
+    assert_eq!(
+        error(doomed),
+        "cancelled by its handler: the account is closed"
+    );
+    assert_eq!(error(slow), "timed out after 300ms");
+    assert!(
+        dead.iter().all(|d| d.id != snoozy),
+        "snoozes spend no attempt"
+    );
+}

@@ -205,6 +205,18 @@ FROM unnest((SELECT $1::bigint[]), (SELECT $2::integer[])) AS r(id, attempt)
 WHERE q.id = r.id AND q.attempt = r.attempt AND {held}
 RETURNING q.id
 
+-- name: QueueSnooze
+-- A handler's snooze: waiting again from now + delay, the attempt not spent.
+-- The attempt (the fencing token) never goes back; max_attempts goes up instead.
+UPDATE {table} AS q
+SET claimed_at = NULL,
+    visible_at = now() + r.delay_ms * interval '1 millisecond',
+    max_attempts = q.max_attempts + 1
+FROM unnest((SELECT $1::bigint[]), (SELECT $2::integer[]), (SELECT $3::bigint[]))
+     AS r(id, attempt, delay_ms)
+WHERE q.id = r.id AND q.attempt = r.attempt AND {held}
+RETURNING q.id
+
 -- name: QueueNotify
 SELECT pg_notify($1, '')
 

@@ -13,7 +13,7 @@
 //! | `pgstack_statement_seconds` | histogram | `facility`, `table`, `op` | its duration, client side |
 //! | `pgstack_queue_jobs` | gauge | `queue`, `state` (`ready`, `running`, `scheduled`, `dead`) | queue depth, from [`sample_queue`] or a running worker (capped counts over partial indexes, never a `count(*)` of the table) |
 //! | `pgstack_queue_oldest_ready_seconds` | gauge | `queue` | how long the oldest claimable job has waited |
-//! | `pgstack_queue_claimed_total`, `_completed_total`, `_failed_total`, `_retried_total`, `_dead_lettered_total`, `_released_total`, `_lost_leases_total` | counter | `queue` | worker outcomes |
+//! | `pgstack_queue_claimed_total`, `_completed_total`, `_failed_total`, `_retried_total`, `_dead_lettered_total`, `_released_total`, `_snoozed_total`, `_lost_leases_total` | counter | `queue` | worker outcomes |
 //! | `pgstack_queue_claim_seconds` | histogram | `queue` | one claim statement |
 //! | `pgstack_queue_job_seconds` | histogram | `queue`, `kind` | a handler's run, claim to outcome |
 //! | `pgstack_queue_worker_errors_total` | counter | `queue`, `during` | database errors a worker retried |
@@ -64,6 +64,7 @@ pub(crate) fn queue_count(queue: &'static str, what: &'static str, n: u64) {
         "retried" => "pgstack_queue_retried_total",
         "dead" => "pgstack_queue_dead_lettered_total",
         "released" => "pgstack_queue_released_total",
+        "snoozed" => "pgstack_queue_snoozed_total",
         "lost_leases" => "pgstack_queue_lost_leases_total",
         _ => "pgstack_queue_other_total",
     };

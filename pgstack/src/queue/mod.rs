@@ -54,7 +54,8 @@ pub use self::records::{
 };
 use self::sql::QueueSql;
 pub use self::worker::{
-    Cancellation, Delivery, JobError, JobTx, Worker, WorkerHandle, WorkerStats,
+    Cancellation, Delivery, JobCancel, JobError, JobSnooze, JobTx, Worker, WorkerHandle,
+    WorkerStats,
 };
 use crate::cluster::Route;
 use crate::error::{DbContext, Error, Result};
@@ -542,6 +543,39 @@ impl Queue {
                 .in_facility(self.name())?;
         }
         Ok(released)
+    }
+
+    /// Gives claimed jobs back to run again after their delay, without spending the attempt:
+    /// `max_attempts` goes up by one with the attempt counter at the next claim (the counter
+    /// is the fencing token and never goes back). Returns the ids snoozed; a job whose attempt
+    /// no longer matches (its lease was lost) is skipped.
+    pub async fn snooze<C: Route>(
+        &self,
+        db: &C,
+        jobs: &[(JobToken, Duration)],
+    ) -> Result<Vec<i64>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tokens: Vec<JobToken> = jobs.iter().map(|(t, _)| *t).collect();
+        let (ids, attempts) = self.tokens(&tokens)?;
+        let mut delays = Vec::with_capacity(jobs.len());
+        for (_, delay) in jobs {
+            delays.push(limits::millis(
+                self.name(),
+                "a snooze",
+                *delay,
+                Duration::from_millis(1),
+            )?);
+        }
+        let delays = array(ArrayType::BigInt, delays);
+        self.ids(
+            db,
+            "snooze",
+            &self.sql()?.snooze,
+            vec![ids, attempts, delays],
+        )
+        .await
     }
 
     /// Registers (or refreshes) `worker` as waiting for a NOTIFY on this queue: inserts wake it

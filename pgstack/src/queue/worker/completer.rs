@@ -16,6 +16,8 @@ pub(super) enum Outcome {
     Complete(JobToken),
     Fail(Failure),
     Release(JobToken),
+    /// Back to waiting after the delay, the attempt not spent (a handler's `JobSnooze`).
+    Snooze(JobToken, Duration),
     /// Already written by a transactional handler: nothing to do.
     Settled,
 }
@@ -41,11 +43,13 @@ async fn settle(shared: &Shared, batch: &mut Vec<Outcome>) {
     let mut done = Vec::new();
     let mut failed = Vec::new();
     let mut released = Vec::new();
+    let mut snoozed = Vec::new();
     for outcome in batch.drain(..) {
         match outcome {
             Outcome::Complete(token) => done.push(token),
             Outcome::Fail(failure) => failed.push(failure),
             Outcome::Release(token) => released.push(token),
+            Outcome::Snooze(token, delay) => snoozed.push((token, delay)),
             Outcome::Settled => {}
         }
     }
@@ -86,6 +90,13 @@ async fn settle(shared: &Shared, batch: &mut Vec<Outcome>) {
                 crate::metrics::queue_count(table, "released", back.len() as u64);
                 released.clear();
             }
+            if !snoozed.is_empty() {
+                let back = queue.snooze(db, &snoozed).await?;
+                Counters::add(&stats.snoozed, back.len());
+                Counters::add(&stats.stale, snoozed.len() - back.len());
+                crate::metrics::queue_count(table, "snoozed", back.len() as u64);
+                snoozed.clear();
+            }
             Ok(())
         }
         .await;
@@ -96,7 +107,7 @@ async fn settle(shared: &Shared, batch: &mut Vec<Outcome>) {
     }
     tracing::error!(
         queue = table,
-        jobs = done.len() + failed.len() + released.len(),
+        jobs = done.len() + failed.len() + released.len() + snoozed.len(),
         "pgstack worker: could not write outcomes after 4 tries; the jobs will be redelivered when their leases expire"
     );
 }

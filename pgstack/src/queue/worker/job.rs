@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
@@ -14,8 +14,65 @@ use super::completer::Outcome;
 use super::stats::Counters;
 use crate::queue::{ClaimedJob, Failure};
 
-/// What a handler returns on failure: any error, shown as the job's `last_error`.
+/// What a handler returns on failure: any error, shown as the job's `last_error`. Two errors
+/// steer the job instead of failing the attempt: [`JobSnooze`] and [`JobCancel`].
 pub type JobError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Returned by a handler (`Err(JobSnooze::after(d).into())`): run the job again after `d`
+/// without spending an attempt. The attempt counter still goes up at the next claim (it is
+/// the job's fencing token), and `max_attempts` goes up with it, so a snooze never brings the
+/// job closer to its dead letter. Like River's `JobSnooze` and Oban's `{:snooze, seconds}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobSnooze {
+    after: Duration,
+}
+
+impl JobSnooze {
+    /// Again after `after` (at least 1 ms, at most [`limits::MAX_DURATION`](crate::limits::MAX_DURATION)).
+    pub fn after(after: Duration) -> Self {
+        JobSnooze { after }
+    }
+
+    pub fn delay(&self) -> Duration {
+        self.after
+    }
+}
+
+impl std::fmt::Display for JobSnooze {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "snoozed for {:?}", self.after)
+    }
+}
+
+impl std::error::Error for JobSnooze {}
+
+/// Returned by a handler (`Err(JobCancel::because("account closed").into())`): stop, and never
+/// retry. The job goes to the dead letters with the reason (or is deleted when the queue keeps
+/// none), whatever attempts it had left. Like River's `JobCancel` and Oban's `{:cancel, reason}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobCancel {
+    reason: String,
+}
+
+impl JobCancel {
+    pub fn because(reason: impl Into<String>) -> Self {
+        JobCancel {
+            reason: reason.into(),
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl std::fmt::Display for JobCancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cancelled by its handler: {}", self.reason)
+    }
+}
+
+impl std::error::Error for JobCancel {}
 
 pub(super) enum HandlerResult {
     Done,
@@ -24,8 +81,24 @@ pub(super) enum HandlerResult {
     /// A transactional handler's job that was no longer this worker's: rolled back.
     Stale,
     Failed(String),
-    /// Can never succeed (the payload does not decode): dead-letter at once.
+    /// Can never succeed (the payload does not decode, or its handler cancelled it):
+    /// dead-letter at once.
     Discard(String),
+    /// Run again after this long, the attempt not spent ([`JobSnooze`]).
+    Snooze(Duration),
+}
+
+impl HandlerResult {
+    /// A handler's error: a snooze, a cancellation, or a failed attempt.
+    pub(super) fn from_error(error: JobError) -> HandlerResult {
+        if let Some(snooze) = error.downcast_ref::<JobSnooze>() {
+            HandlerResult::Snooze(snooze.after)
+        } else if let Some(cancel) = error.downcast_ref::<JobCancel>() {
+            HandlerResult::Discard(cancel.to_string())
+        } else {
+            HandlerResult::Failed(error.to_string())
+        }
+    }
 }
 
 pub(super) type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
@@ -152,8 +225,14 @@ pub(super) fn spawn_job(
         entry.abort = Some(task.abort_handle());
     }
     let shared = shared.clone();
+    let timeout = shared
+        .config
+        .kind_timeouts
+        .get(&kind)
+        .copied()
+        .unwrap_or(shared.config.job_timeout);
     tokio::spawn(async move {
-        let joined = match shared.config.job_timeout {
+        let joined = match timeout {
             Some(limit) => match tokio::time::timeout(limit, &mut task).await {
                 Ok(joined) => Some(joined),
                 Err(_) => {
@@ -168,7 +247,7 @@ pub(super) fn spawn_job(
             None => {
                 Counters::add(&stats.timed_out, 1);
                 Counters::add(&stats.failed, 1);
-                let limit = shared.config.job_timeout.unwrap_or_default();
+                let limit = timeout.unwrap_or_default();
                 failure(format!("timed out after {limit:?}"), false)
             }
             Some(Ok(HandlerResult::Done)) => Outcome::Complete(token),
@@ -189,6 +268,7 @@ pub(super) fn spawn_job(
                 Counters::add(&stats.failed, 1);
                 failure(error, true)
             }
+            Some(Ok(HandlerResult::Snooze(delay))) => Outcome::Snooze(token, delay),
             Some(Err(e)) if e.is_panic() => {
                 Counters::add(&stats.panicked, 1);
                 Counters::add(&stats.failed, 1);

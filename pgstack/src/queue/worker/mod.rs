@@ -43,7 +43,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 
-pub use self::job::{Cancellation, Delivery, JobError};
+pub use self::job::{Cancellation, Delivery, JobCancel, JobError, JobSnooze};
 use self::job::{Handler, HandlerResult};
 use self::stats::Counters;
 pub use self::stats::WorkerStats;
@@ -153,6 +153,8 @@ struct Config {
     /// A direct (not pooled) URL for the LISTEN connection; else the pool's own settings.
     listen_url: Option<String>,
     job_timeout: Option<Duration>,
+    /// Per-kind timeouts, in place of `job_timeout` for those kinds.
+    kind_timeouts: HashMap<String, Option<Duration>>,
     heartbeat: bool,
     completion_batch: usize,
     maintenance_interval: Duration,
@@ -193,6 +195,7 @@ impl Worker {
                 listen: queue.def().notify_channel.is_some(),
                 listen_url: None,
                 job_timeout: Some(Duration::from_secs(300)),
+                kind_timeouts: HashMap::new(),
                 heartbeat: true,
                 completion_batch: 1000,
                 maintenance_interval: maintenance,
@@ -219,7 +222,7 @@ impl Worker {
                 };
                 match handler(delivery).await {
                     Ok(()) => HandlerResult::Done,
-                    Err(e) => HandlerResult::Failed(e.to_string()),
+                    Err(e) => HandlerResult::from_error(e),
                 }
             })
         });
@@ -273,7 +276,7 @@ impl Worker {
                 };
                 match handler(delivery, tx).await {
                     Ok(tx) => tx::settle(queue, tx, token).await,
-                    Err(e) => HandlerResult::Failed(e.to_string()),
+                    Err(e) => HandlerResult::from_error(e),
                 }
             })
         });
@@ -294,7 +297,7 @@ impl Worker {
             Box::pin(async move {
                 match handler(job).await {
                     Ok(()) => HandlerResult::Done,
-                    Err(e) => HandlerResult::Failed(e.to_string()),
+                    Err(e) => HandlerResult::from_error(e),
                 }
             })
         });
@@ -360,6 +363,13 @@ impl Worker {
     /// Fails an attempt that runs longer than this (default 5 minutes; `None`: no limit).
     pub fn job_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.job_timeout = timeout;
+        self
+    }
+
+    /// The timeout of jobs of `kind` (e.g. `Report::KIND`), in place of
+    /// [`Worker::job_timeout`] for them (`None`: no limit for that kind).
+    pub fn kind_timeout(mut self, kind: &str, timeout: Option<Duration>) -> Self {
+        self.config.kind_timeouts.insert(kind.to_string(), timeout);
         self
     }
 

@@ -16,6 +16,8 @@ pub struct WorkerStats {
     pub timed_out: u64,
     /// Jobs given back at shutdown.
     pub released: u64,
+    /// Jobs whose handler snoozed them ([`JobSnooze`](crate::queue::JobSnooze)).
+    pub snoozed: u64,
     /// Completions or failures ignored because the job's lease had passed to another worker
     /// (or the job was cancelled).
     pub stale: u64,
@@ -37,6 +39,7 @@ pub(super) struct Counters {
     pub(super) panicked: AtomicU64,
     pub(super) timed_out: AtomicU64,
     pub(super) released: AtomicU64,
+    pub(super) snoozed: AtomicU64,
     pub(super) stale: AtomicU64,
     pub(super) lost_leases: AtomicU64,
     pub(super) errors: AtomicU64,
@@ -63,6 +66,7 @@ impl Counters {
             panicked: get(&self.panicked),
             timed_out: get(&self.timed_out),
             released: get(&self.released),
+            snoozed: get(&self.snoozed),
             stale: get(&self.stale),
             lost_leases: get(&self.lost_leases),
             errors: get(&self.errors),
