@@ -672,3 +672,100 @@ async fn claims_keep_a_generic_plan_in_claim_order() {
         txn.rollback().await.unwrap();
     }
 }
+
+/// `generate` writes `<queue>_enqueue(...)` per queue: from SQL (a trigger, psql) it writes the
+/// row the runtime's enqueue writes and deduplicates unique keys the same way (the table's
+/// notify trigger fires for it as for any insert).
+#[tokio::test]
+async fn the_sql_enqueue_function_writes_the_runtime_s_row() {
+    let t = TestDb::migrated().await;
+    let db = &t.conn;
+    let payload = json!({"to": "a@example.com", "n": 1});
+    let options = EnqueueOptions::default().priority(3).unique_key("u-rust");
+    let ours = jobs::QUEUE
+        .enqueue_payload(db, "Mail", &Payload::Json(payload.clone()), &options)
+        .await
+        .unwrap()
+        .id;
+    let sql = |call: &str| format!("SELECT {call}::text");
+    let theirs: i64 = t
+        .column(&sql(
+            "jobs_enqueue('Mail', '{\"to\": \"a@example.com\", \"n\": 1}', NULL, 3::smallint, 3, 'u-sql')",
+        ))
+        .await[0]
+        .parse()
+        .unwrap();
+    let row = |id: i64| {
+        format!(
+            "SELECT concat_ws('|', kind, payload, priority, attempt, max_attempts, last_error, \
+             claimed_at, visible_at <= now(), created_at <= now(), \
+             now() - visible_at < interval '1 minute') FROM jobs WHERE id = {id}"
+        )
+    };
+    assert_eq!(t.column(&row(ours)).await, t.column(&row(theirs)).await);
+    // Defaults: the spec's max_attempts, priority 0, now, no key, exactly as the runtime's.
+    let plain_ours = jobs::QUEUE
+        .enqueue_payload(
+            db,
+            "Mail",
+            &Payload::Json(payload),
+            &EnqueueOptions::default(),
+        )
+        .await
+        .unwrap()
+        .id;
+    let plain_theirs: i64 = t
+        .column(&sql(
+            "jobs_enqueue('Mail', '{\"to\": \"a@example.com\", \"n\": 1}')",
+        ))
+        .await[0]
+        .parse()
+        .unwrap();
+    assert_eq!(
+        t.column(&row(plain_ours)).await,
+        t.column(&row(plain_theirs)).await
+    );
+    let keys = t
+        .column(&format!(
+            "SELECT coalesce(unique_key, '-') FROM jobs WHERE id IN ({ours}, {theirs}, {plain_ours}, {plain_theirs}) ORDER BY id"
+        ))
+        .await;
+    assert_eq!(keys, ["u-rust", "u-sql", "-", "-"]);
+
+    // A unique key already waiting: the same job back, from either side.
+    let again: i64 = t
+        .column(&sql(
+            "jobs_enqueue('Mail', '{}', NULL, 0::smallint, 3, 'u-rust')",
+        ))
+        .await[0]
+        .parse()
+        .unwrap();
+    assert_eq!(again, ours);
+    let again = jobs::QUEUE
+        .enqueue_payload(
+            db,
+            "Mail",
+            &Payload::Json(json!({})),
+            &EnqueueOptions::default().unique_key("u-sql"),
+        )
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.id, theirs);
+
+    // Scheduled from SQL: invisible until due, then claimed like any job.
+    t.exec("SELECT archived_enqueue('k', '{\"n\": 7}', now() + interval '300 ms')")
+        .await;
+    assert!(archived::QUEUE.claim(db, 10).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let claimed = archived::QUEUE.claim(db, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].payload.as_json(), Some(&json!({"n": 7})));
+    assert_eq!(claimed[0].max_attempts, 2, "the spec's max_attempts");
+
+    // A bytea queue takes bytea.
+    t.exec("SELECT raw_jobs_enqueue('blob', '\\x0102'::bytea)")
+        .await;
+    let raw = raw_jobs::QUEUE.claim(db, 10).await.unwrap();
+    assert_eq!(raw[0].payload.as_bytes(), Some(&[1u8, 2][..]));
+}

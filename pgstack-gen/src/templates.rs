@@ -46,6 +46,7 @@ templates![
     "sql/drop_table.sql",
     "sql/drop_trigger.sql",
     "sql/migration.sql",
+    "sql/queue_enqueue.sql",
     "sql/set_column_default.sql",
     "sql/set_column_storage.sql",
     "sql/set_comment.sql",

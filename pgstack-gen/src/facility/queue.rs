@@ -13,7 +13,9 @@ use serde::Serialize;
 
 use super::{EntityCtx, add_function};
 use crate::error::GenError;
-use crate::schema::{Column, Index, PartitionOf, Schema, Table, Trigger, object_name, quote};
+use crate::schema::{
+    Column, Function, Index, PartitionOf, Schema, Table, Trigger, object_name, quote,
+};
 use crate::templates;
 
 /// Columns shared by the hot, dead-letter and archive tables (without the hot table's
@@ -180,6 +182,7 @@ pub(super) fn add_objects(queue: &Queue, schema: &mut Schema) -> Result<(), GenE
             "pgstack: paused queues; workers claim nothing from a queue listed here".to_string(),
         ),
     });
+    add_enqueue_function(queue, schema)?;
     if queue.notify {
         // Idle listening workers, one row each, shared by the schema's queues. UNLOGGED: it is
         // rewritten all the time and worth nothing after a crash (workers re-register).
@@ -221,6 +224,49 @@ pub(super) fn add_objects(queue: &Queue, schema: &mut Schema) -> Result<(), GenE
             ),
         });
     }
+    Ok(())
+}
+
+/// `<queue>_enqueue(kind, payload, run_at, [priority,] max_attempts[, unique_key])`: enqueue
+/// from SQL (`templates/sql/queue_enqueue.sql`). PL/pgSQL, so it may be created before the
+/// table it inserts into (helper functions come first in a migration).
+fn add_enqueue_function(queue: &Queue, schema: &mut Schema) -> Result<(), GenError> {
+    #[derive(Serialize)]
+    struct Ctx<'a> {
+        schema: &'a str,
+        table: &'a str,
+        function: &'a str,
+        payload_type: &'a str,
+        max_attempts: u32,
+        priorities: bool,
+        unique: bool,
+    }
+    let function = object_name(&queue.name, "enqueue");
+    let definition = templates::render(
+        "sql/queue_enqueue.sql",
+        &Ctx {
+            schema: &schema.schema,
+            table: &queue.name,
+            function: &function,
+            payload_type: queue.payload.sql(),
+            max_attempts: queue.max_attempts,
+            priorities: queue.priorities,
+            unique: queue.unique,
+        },
+    )?;
+    let mut args = vec!["text", queue.payload.sql(), "timestamptz"];
+    if queue.priorities {
+        args.push("smallint");
+    }
+    args.push("integer");
+    if queue.unique {
+        args.push("text");
+    }
+    schema.add_function(Function {
+        name: function,
+        args: args.join(", "),
+        definition,
+    });
     Ok(())
 }
 

@@ -173,16 +173,26 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
         if old_function == Some(function) {
             continue;
         }
-        let (summary, down) = match old_function {
+        let create = |f: &Function| Step::CreateFunction {
+            definition: f.definition.clone(),
+        };
+        let (summary, up, down) = match old_function {
             None => (
                 format!("create function `{name}`"),
+                vec![create(function)],
                 vec![drop_function(function)],
             ),
-            Some(old_function) => (
+            // Same arguments: CREATE OR REPLACE swaps the body (and defaults) in place.
+            Some(old_function) if old_function.args == function.args => (
                 format!("replace function `{name}`"),
-                vec![Step::CreateFunction {
-                    definition: old_function.definition.clone(),
-                }],
+                vec![create(function)],
+                vec![create(old_function)],
+            ),
+            // Other arguments would make CREATE OR REPLACE add an overload beside the old one.
+            Some(old_function) => (
+                format!("replace function `{name}` (new arguments)"),
+                vec![drop_function(old_function), create(function)],
+                vec![drop_function(function), create(old_function)],
             ),
         };
         changes.push(Change {
@@ -190,9 +200,7 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
             facility: None,
             verb: Verb::Create,
             destructive: None,
-            up: vec![Step::CreateFunction {
-                definition: function.definition.clone(),
-            }],
+            up,
             down,
         });
     }
