@@ -769,3 +769,152 @@ async fn the_sql_enqueue_function_writes_the_runtime_s_row() {
     let raw = raw_jobs::QUEUE.claim(db, 10).await.unwrap();
     assert_eq!(raw[0].payload.as_bytes(), Some(&[1u8, 2][..]));
 }
+
+/// Key modes under concurrency: replace and debounce keep one waiting job per key with the
+/// latest payload (debounce also the latest run time); throttle keeps one job per key per
+/// window; a running job is never changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_modes_replace_debounce_and_throttle_under_concurrency() {
+    use pgstack::queue::KeyMode;
+    let t = TestDb::migrated_with_pool(20).await;
+    let conn = t.conn.clone();
+    let enqueue = move |n: u32, mode: KeyMode, key: &'static str, delay: Duration| {
+        let db = conn.clone();
+        async move {
+            jobs::QUEUE
+                .enqueue_payload(
+                    &db,
+                    "k",
+                    &Payload::Json(json!({ "n": n })),
+                    &EnqueueOptions::default()
+                        .unique_key(key)
+                        .key_mode(mode)
+                        .delay(delay),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let waiting =
+        |key: &str| format!("SELECT count(*)::text FROM jobs WHERE unique_key LIKE '{key}%'");
+
+    // Replace: 16 at once, one job, whose payload is one of theirs; then a last one wins.
+    let all: Vec<_> = (0..16)
+        .map(|n| tokio::spawn(enqueue(n, KeyMode::Replace, "r", Duration::ZERO)))
+        .collect();
+    let mut ids = Vec::new();
+    for task in all {
+        ids.push(task.await.unwrap().id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one job for the key");
+    assert_eq!(t.column(&waiting("r")).await, ["1"]);
+    enqueue(99, KeyMode::Replace, "r", Duration::ZERO).await;
+    let payload = t
+        .column("SELECT payload->>'n' FROM jobs WHERE unique_key = 'r'")
+        .await;
+    assert_eq!(payload, ["99"], "the last replace wins");
+
+    // A running job is never changed.
+    let claimed = jobs::QUEUE.claim(&t.conn, 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let back = enqueue(100, KeyMode::Replace, "r", Duration::from_secs(60)).await;
+    assert!(back.duplicate);
+    assert_eq!(back.id, claimed[0].id);
+    let row = t
+        .column("SELECT payload->>'n' || ' ' || (visible_at > now() + interval '30 s') FROM jobs WHERE unique_key = 'r'")
+        .await;
+    assert_eq!(
+        row,
+        ["99 false"],
+        "the running job kept its payload and lease"
+    );
+    jobs::QUEUE
+        .complete(&t.conn, &[claimed[0].token()])
+        .await
+        .unwrap();
+
+    // Debounce: each enqueue pushes the run time back; the job runs after the last one.
+    let delay = Duration::from_millis(1000);
+    let first_at = Instant::now();
+    let first = enqueue(1, KeyMode::Debounce, "d", delay).await;
+    let mut last_at = first_at;
+    for n in 2..=5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        last_at = Instant::now();
+        let again = enqueue(n, KeyMode::Debounce, "d", delay).await;
+        assert_eq!(again.id, first.id);
+    }
+    // Past the first enqueue's run time: the job has moved on (checked unless the machine
+    // stalled so long that the last run time has come too).
+    let until = |at: Instant| at.saturating_duration_since(Instant::now());
+    tokio::time::sleep(until(first_at + Duration::from_millis(1150))).await;
+    if last_at.elapsed() < Duration::from_millis(900) {
+        let early = jobs::QUEUE.claim(&t.conn, 10).await.unwrap();
+        assert!(early.is_empty(), "the run time moved");
+    }
+    tokio::time::sleep(until(last_at + Duration::from_millis(1100))).await;
+    let due = jobs::QUEUE.claim(&t.conn, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].payload.as_json(), Some(&json!({"n": 5})));
+    jobs::QUEUE
+        .complete(&t.conn, &[due[0].token()])
+        .await
+        .unwrap();
+
+    // Throttle: enqueues every 10ms from 8 tasks for 1.5s, a job claimed and completed as soon
+    // as it is due: one job per 300ms window at most.
+    let window = Duration::from_millis(300);
+    let started = Instant::now();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let enqueue = enqueue.clone();
+            tokio::spawn(async move {
+                let mut n = 0;
+                while started.elapsed() < Duration::from_millis(1500) {
+                    enqueue(w * 1000 + n, KeyMode::Throttle(window), "t", Duration::ZERO).await;
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        })
+        .collect();
+    let mut ran = Vec::new();
+    while started.elapsed() < Duration::from_millis(2200) {
+        for job in jobs::QUEUE.claim(&t.conn, 10).await.unwrap() {
+            ran.push(job.unique_key.clone().unwrap_or_default());
+            jobs::QUEUE.complete(&t.conn, &[job.token()]).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut windows = ran.clone();
+    windows.dedup();
+    assert_eq!(windows.len(), ran.len(), "one job per window: {ran:?}");
+    assert!(
+        (4..=7).contains(&ran.len()),
+        "about 1.5s / 300ms windows ran: {ran:?}"
+    );
+    assert!(ran.iter().all(|k| k.starts_with("t@")), "{ran:?}");
+
+    // A mode needs a key, and is for single enqueues.
+    let err = jobs::QUEUE
+        .enqueue_payload(
+            &t.conn,
+            "k",
+            &Payload::Json(json!({})),
+            &EnqueueOptions::default().key_mode(KeyMode::Replace),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("needs a unique key"), "{err}");
+    let job = NewJob::json("k", &json!({})).unwrap().with(
+        EnqueueOptions::default()
+            .unique_key("m")
+            .key_mode(KeyMode::Debounce),
+    );
+    let err = jobs::QUEUE.enqueue_many(&t.conn, &[job]).await.unwrap_err();
+    assert!(err.to_string().contains("single enqueues"), "{err}");
+}

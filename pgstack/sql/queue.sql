@@ -41,6 +41,48 @@ ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
     DO UPDATE SET unique_key = excluded.unique_key
 RETURNING id, NOT (xmax = 0) AS duplicate
 
+-- name: QueueEnqueueReplace
+-- Key mode replace: a waiting job with the key takes this enqueue's payload, run
+-- time, priority and max_attempts; a running one is left as it is. Either way
+-- RETURNING yields the existing row (assigning a running job its own values).
+INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key)
+VALUES ($1, $2, $3, coalesce($4, now() + $5::bigint * interval '1 millisecond'), $6, $7)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
+    DO UPDATE SET
+        kind = CASE WHEN q.claimed_at IS NULL THEN excluded.kind ELSE q.kind END,
+        payload = CASE WHEN q.claimed_at IS NULL THEN excluded.payload ELSE q.payload END,
+        priority = CASE WHEN q.claimed_at IS NULL THEN excluded.priority ELSE q.priority END,
+        visible_at = CASE WHEN q.claimed_at IS NULL THEN excluded.visible_at ELSE q.visible_at END,
+        max_attempts = CASE WHEN q.claimed_at IS NULL THEN excluded.max_attempts
+                            ELSE q.max_attempts END
+RETURNING id, NOT (xmax = 0) AS duplicate
+
+-- name: QueueEnqueueDebounce
+-- Key mode debounce: a waiting job with the key moves to this enqueue's run time
+-- (and payload), so it runs once the enqueues stop for the delay; a running one
+-- is left as it is.
+INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key)
+VALUES ($1, $2, $3, coalesce($4, now() + $5::bigint * interval '1 millisecond'), $6, $7)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
+    DO UPDATE SET
+        payload = CASE WHEN q.claimed_at IS NULL THEN excluded.payload ELSE q.payload END,
+        visible_at = CASE WHEN q.claimed_at IS NULL THEN excluded.visible_at ELSE q.visible_at END
+RETURNING id, NOT (xmax = 0) AS duplicate
+
+-- name: QueueEnqueueThrottle
+-- Key mode throttle, $8 the window in ms: the job runs at the start of the next
+-- window (on the database clock) and its key names that window, so every enqueue
+-- until it starts joins the one job: at most one job per key per window.
+INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key)
+SELECT $1, $2, $3,
+       greatest(coalesce($4, now() + $5::bigint * interval '1 millisecond'),
+                to_timestamp(w.slot * $8::bigint / 1000.0)),
+       $6, $7 || '@' || w.slot
+FROM (SELECT floor(extract(epoch FROM now()) * 1000 / $8::bigint)::bigint + 1 AS slot) AS w
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
+    DO UPDATE SET unique_key = excluded.unique_key
+RETURNING id, NOT (xmax = 0) AS duplicate
+
 -- name: QueueEnqueueMany
 -- One statement for the batch; ORDER BY ord makes ids follow the input order.
 INSERT INTO {table} (kind, payload, priority, visible_at, max_attempts, unique_key)

@@ -49,8 +49,8 @@ pub use self::def::{ArchiveDef, Backoff, BackoffKind, QueueDef};
 pub use self::job::Job;
 pub use self::maintenance::MaintenanceReport;
 pub use self::records::{
-    ClaimedJob, DeadJob, EnqueueOptions, Enqueued, FailReport, Failure, JobToken, NewJob, Payload,
-    QueueMetrics,
+    ClaimedJob, DeadJob, EnqueueOptions, Enqueued, FailReport, Failure, JobToken, KeyMode, NewJob,
+    Payload, QueueMetrics,
 };
 use self::sql::QueueSql;
 pub use self::worker::{
@@ -214,7 +214,41 @@ impl Queue {
         let payload = self.encode(payload)?;
         // Checked by `check_options`: at most 100 years.
         let delay = options.delay.map(millis).unwrap_or(0);
-        let values = vec![
+        let sql = self.sql()?;
+        let (sql, window) = match options.key_mode {
+            KeyMode::Keep => (&sql.enqueue, None),
+            mode => {
+                if unique_key.is_empty() {
+                    return Err(self.invalid(format!(
+                        "key mode {mode:?} needs a unique key; set one with \
+                         EnqueueOptions::unique_key"
+                    )));
+                }
+                // `check_options` refused the key when the queue has no unique keys.
+                let (sql, window) = match mode {
+                    KeyMode::Replace => (&sql.enqueue_replace, None),
+                    KeyMode::Debounce => (&sql.enqueue_debounce, None),
+                    KeyMode::Throttle(window) => (
+                        &sql.enqueue_throttle,
+                        Some(limits::millis(
+                            self.name(),
+                            "a throttle window",
+                            window,
+                            Duration::from_millis(1),
+                        )?),
+                    ),
+                    KeyMode::Keep => (&None, None),
+                };
+                let sql = sql.as_ref().ok_or_else(|| {
+                    self.handle.unsupported(
+                        "key modes",
+                        "set `unique = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`",
+                    )
+                })?;
+                (sql, window)
+            }
+        };
+        let mut values = vec![
             kind.into(),
             payload,
             priority.into(),
@@ -227,12 +261,12 @@ impl Queue {
                 unique_key.into()
             },
         ];
+        if let Some(window) = window {
+            values.push(window.into());
+        }
         let row = self
             .handle
-            .traced(
-                "enqueue",
-                db.write().query_one_raw(stmt(&self.sql()?.enqueue, values)),
-            )
+            .traced("enqueue", db.write().query_one_raw(stmt(sql, values)))
             .await
             .in_facility(self.name())?;
         let row = row.ok_or_else(|| Error::Database {
@@ -266,6 +300,13 @@ impl Queue {
         for (i, job) in jobs.iter().enumerate() {
             let (priority, max_attempts, unique_key) =
                 self.check_options(&job.kind, &job.options)?;
+            if job.options.key_mode != KeyMode::Keep {
+                return Err(self.invalid(format!(
+                    "key mode {:?} is for single enqueues (`enqueue_with`, `enqueue_payload`); \
+                     enqueue_many keeps the existing job of a key",
+                    job.options.key_mode
+                )));
+            }
             if !unique_key.is_empty() {
                 if first_of_key.contains_key(unique_key.as_str()) {
                     continue;

@@ -55,6 +55,27 @@ pub struct EnqueueOptions {
     pub unique_key: Option<String>,
     /// Overrides the spec's `max_attempts` for this job.
     pub max_attempts: Option<u32>,
+    /// What an enqueue does when a job with its `unique_key` is already there.
+    pub key_mode: KeyMode,
+}
+
+/// What an enqueue with a `unique_key` does when a job with that key is already waiting or
+/// running (a running job is never changed). Single enqueues only; `enqueue_many` keeps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyMode {
+    /// Return the existing job, unchanged.
+    #[default]
+    Keep,
+    /// A waiting job takes this enqueue's kind, payload, run time, priority and
+    /// max_attempts (graphile-worker's `jobKeyMode: "replace"`).
+    Replace,
+    /// A waiting job moves to this enqueue's run time and payload: with a delay, it runs once
+    /// the enqueues have stopped for that long.
+    Debounce,
+    /// At most one job per key per window: the job runs at the start of the next window (on
+    /// the database clock), and every enqueue until then joins it (pg-boss `sendThrottled`).
+    /// Its stored key is `<key>@<window number>`.
+    Throttle(Duration),
 }
 
 impl EnqueueOptions {
@@ -80,6 +101,12 @@ impl EnqueueOptions {
 
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// With a `unique_key`: what happens when a job with the key is already there.
+    pub fn key_mode(mut self, mode: KeyMode) -> Self {
+        self.key_mode = mode;
         self
     }
 }

@@ -11,6 +11,10 @@ use crate::sql::SqlFile;
 pub(super) struct QueueSql {
     pub(super) enqueue: String,
     pub(super) enqueue_many: String,
+    /// The key modes' enqueues (`unique = true` only): replace, debounce, throttle.
+    pub(super) enqueue_replace: Option<String>,
+    pub(super) enqueue_debounce: Option<String>,
+    pub(super) enqueue_throttle: Option<String>,
     pub(super) claim: String,
     pub(super) complete: String,
     pub(super) retry: String,
@@ -116,6 +120,9 @@ impl QueueSql {
             } else {
                 "QueueEnqueue"
             }),
+            enqueue_replace: def.unique.then(|| get("QueueEnqueueReplace")),
+            enqueue_debounce: def.unique.then(|| get("QueueEnqueueDebounce")),
+            enqueue_throttle: def.unique.then(|| get("QueueEnqueueThrottle")),
             enqueue_many: get(if def.unique {
                 "QueueEnqueueManyUnique"
             } else {
