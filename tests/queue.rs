@@ -917,4 +917,16 @@ async fn key_modes_replace_debounce_and_throttle_under_concurrency() {
     );
     let err = jobs::QUEUE.enqueue_many(&t.conn, &[job]).await.unwrap_err();
     assert!(err.to_string().contains("single enqueues"), "{err}");
+
+    // Group keys need `groups = true`.
+    let err = jobs::QUEUE
+        .enqueue_payload(
+            &t.conn,
+            "k",
+            &Payload::Json(json!({})),
+            &EnqueueOptions::default().group_key("g"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("groups = true"), "{err}");
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use pgstack::queue::{Delivery, EnqueueOptions, Job, JobError, NewJob, Worker};
 use pgstack_tests::TestDb;
-use pgstack_tests::db::{archived, jobs};
+use pgstack_tests::db::{archived, jobs, ordered};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, pgstack::Queue)]
@@ -36,6 +36,13 @@ impl Work {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, pgstack::Queue)]
 #[pgstack(queue = "archived")]
 struct Archived {
+    n: usize,
+}
+
+/// A job of the `ordered` queue (`groups = true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, pgstack::Queue)]
+#[pgstack(queue = "ordered")]
+struct Step {
     n: usize,
 }
 
@@ -1048,5 +1055,113 @@ async fn handlers_snooze_cancel_and_have_per_kind_timeouts() {
     assert!(
         dead.iter().all(|d| d.id != snoozy),
         "snoozes spend no attempt"
+    );
+}
+
+/// Jobs sharing a group key run one at a time in enqueue order across three workers (24
+/// handlers), a failed one holding its group back until its retry succeeds; jobs without a
+/// group run in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grouped_jobs_run_one_at_a_time_in_order_across_workers() {
+    const GROUPS: usize = 4;
+    const PER_GROUP: usize = 40;
+    let t = TestDb::migrated().await;
+    // Interleaved, so every claim sees several groups at once; n = group * 1000 + seq.
+    let mut batch = Vec::new();
+    for seq in 0..PER_GROUP {
+        for group in 0..GROUPS {
+            batch.push(
+                NewJob::json(
+                    Step::KIND,
+                    &Step {
+                        n: group * 1000 + seq,
+                    },
+                )
+                .unwrap()
+                .with(EnqueueOptions::default().group_key(format!("g{group}"))),
+            );
+        }
+        batch.push(NewJob::json(Step::KIND, &Step { n: 9000 + seq }).unwrap());
+    }
+    ordered::QUEUE.enqueue_many(&t.conn, &batch).await.unwrap();
+
+    #[derive(Default)]
+    struct Log {
+        running: std::collections::HashMap<usize, usize>,
+        started: Vec<(usize, usize, i32)>,
+        overlaps: Vec<String>,
+        ungrouped_now: usize,
+        ungrouped_max: usize,
+    }
+    let log = Arc::new(Mutex::new(Log::default()));
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        let log = log.clone();
+        let worker = Worker::new(&t.conn, &ordered::QUEUE)
+            .concurrency(8)
+            .poll_interval(Duration::from_millis(20))
+            .handle(move |d: Delivery<Step>| {
+                let log = log.clone();
+                async move {
+                    let (group, seq) = (d.job.n / 1000, d.job.n % 1000);
+                    {
+                        let mut log = log.lock().unwrap();
+                        if group == 9 {
+                            log.ungrouped_now += 1;
+                            log.ungrouped_max = log.ungrouped_max.max(log.ungrouped_now);
+                        } else if let Some(other) = log.running.insert(group, seq) {
+                            log.overlaps.push(format!("g{group}: {other} and {seq}"));
+                        }
+                        log.started.push((group, seq, d.attempt));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let mut log = log.lock().unwrap();
+                    if group == 9 {
+                        log.ungrouped_now -= 1;
+                    } else {
+                        log.running.remove(&group);
+                    }
+                    // The first job of group 1 fails once: its group waits for the retry.
+                    if group == 1 && seq == 0 && d.attempt == 1 {
+                        return Err("first try fails".into());
+                    }
+                    Ok(())
+                }
+            })
+            .start()
+            .await
+            .unwrap();
+        workers.push(worker);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count(&t, "SELECT count(*)::text FROM ordered").await > 0 {
+        assert!(Instant::now() < deadline, "jobs left after 60s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for worker in workers {
+        worker.shutdown(Duration::from_secs(1)).await;
+    }
+    let log = log.lock().unwrap();
+    assert!(
+        log.overlaps.is_empty(),
+        "a group ran two jobs at once: {:?}",
+        log.overlaps
+    );
+    for group in 0..GROUPS {
+        let order: Vec<(usize, i32)> = log
+            .started
+            .iter()
+            .filter(|(g, _, _)| *g == group)
+            .map(|(_, seq, attempt)| (*seq, *attempt))
+            .collect();
+        let mut expected: Vec<(usize, i32)> = (0..PER_GROUP).map(|seq| (seq, 1)).collect();
+        if group == 1 {
+            expected.insert(1, (0, 2));
+        }
+        assert_eq!(order, expected, "group {group} in enqueue order");
+    }
+    assert!(
+        log.ungrouped_max > 1,
+        "jobs without a group ran in parallel"
     );
 }

@@ -84,6 +84,7 @@ pub fn queue_def(schema: &str, queue: &Queue) -> TokenStream {
     let max = num(queue.backoff.max.as_millis());
     let jitter = queue.backoff.jitter;
     let (dead_letter, priorities, unique) = (queue.dead_letter, queue.priorities, queue.unique);
+    let groups = queue.groups;
     let channel = some(queue.notify.then(|| queue_channel(schema, table)));
     let archive = some(queue.archive.as_ref().map(|a| {
         let (retention, partition) = (num(a.retention.as_millis()), num(a.partition.as_millis()));
@@ -110,6 +111,7 @@ pub fn queue_def(schema: &str, queue: &Queue) -> TokenStream {
             dead_letter: #dead_letter,
             priorities: #priorities,
             unique: #unique,
+            groups: #groups,
             notify_channel: #channel,
             archive: #archive,
         }

@@ -182,6 +182,8 @@ pub struct Queue {
     pub priorities: bool,
     /// An optional `unique_key` per job; a duplicate enqueue returns the existing job.
     pub unique: bool,
+    /// An optional `group_key` per job: jobs of one group run one at a time, in enqueue order.
+    pub groups: bool,
     /// LISTEN/NOTIFY wake-ups on insert (workers still poll).
     pub notify: bool,
     /// Keep finished jobs in a range-partitioned `<name>_archive`; `None` deletes them.

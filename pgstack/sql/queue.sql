@@ -27,16 +27,16 @@
 -- `pgstack-bench queue`.
 
 -- name: QueueEnqueue
-INSERT INTO {table} (kind, payload, priority, visible_at, max_attempts, unique_key)
-VALUES ($1, $2, $3, coalesce($4, now() + $5::bigint * interval '1 millisecond'), $6, $7)
+INSERT INTO {table} (kind, payload, priority, visible_at, max_attempts, unique_key, group_key)
+VALUES ($1, $2, $3, coalesce($4, now() + $5::bigint * interval '1 millisecond'), $6, $7, $8)
 RETURNING id, false AS duplicate
 
 -- name: QueueEnqueueUnique
 -- A job whose unique_key is already waiting or running returns that job: the
 -- no-op DO UPDATE makes RETURNING yield the existing row, and a non-zero xmax
 -- tells it apart from a fresh insert.
-INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key)
-VALUES ($1, $2, $3, coalesce($4, now() + $5::bigint * interval '1 millisecond'), $6, $7)
+INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key, group_key)
+VALUES ($1, $2, $3, coalesce($4, now() + $5::bigint * interval '1 millisecond'), $6, $7, $8)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
     DO UPDATE SET unique_key = excluded.unique_key
 RETURNING id, NOT (xmax = 0) AS duplicate
@@ -45,8 +45,8 @@ RETURNING id, NOT (xmax = 0) AS duplicate
 -- Key mode replace: a waiting job with the key takes this enqueue's payload, run
 -- time, priority and max_attempts; a running one is left as it is. Either way
 -- RETURNING yields the existing row (assigning a running job its own values).
-INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key)
-VALUES ($1, $2, $3, coalesce($4, now() + $5::bigint * interval '1 millisecond'), $6, $7)
+INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key, group_key)
+VALUES ($1, $2, $3, coalesce($4, now() + $5::bigint * interval '1 millisecond'), $6, $7, $8)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
     DO UPDATE SET
         kind = CASE WHEN q.claimed_at IS NULL THEN excluded.kind ELSE q.kind END,
@@ -61,8 +61,8 @@ RETURNING id, NOT (xmax = 0) AS duplicate
 -- Key mode debounce: a waiting job with the key moves to this enqueue's run time
 -- (and payload), so it runs once the enqueues stop for the delay; a running one
 -- is left as it is.
-INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key)
-VALUES ($1, $2, $3, coalesce($4, now() + $5::bigint * interval '1 millisecond'), $6, $7)
+INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key, group_key)
+VALUES ($1, $2, $3, coalesce($4, now() + $5::bigint * interval '1 millisecond'), $6, $7, $8)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
     DO UPDATE SET
         payload = CASE WHEN q.claimed_at IS NULL THEN excluded.payload ELSE q.payload END,
@@ -70,43 +70,43 @@ ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
 RETURNING id, NOT (xmax = 0) AS duplicate
 
 -- name: QueueEnqueueThrottle
--- Key mode throttle, $8 the window in ms: the job runs at the start of the next
+-- Key mode throttle, $9 the window in ms: the job runs at the start of the next
 -- window (on the database clock) and its key names that window, so every enqueue
 -- until it starts joins the one job: at most one job per key per window.
-INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key)
+INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key, group_key)
 SELECT $1, $2, $3,
        greatest(coalesce($4, now() + $5::bigint * interval '1 millisecond'),
-                to_timestamp(w.slot * $8::bigint / 1000.0)),
-       $6, $7 || '@' || w.slot
-FROM (SELECT floor(extract(epoch FROM now()) * 1000 / $8::bigint)::bigint + 1 AS slot) AS w
+                to_timestamp(w.slot * $9::bigint / 1000.0)),
+       $6, $7 || '@' || w.slot, $8
+FROM (SELECT floor(extract(epoch FROM now()) * 1000 / $9::bigint)::bigint + 1 AS slot) AS w
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
     DO UPDATE SET unique_key = excluded.unique_key
 RETURNING id, NOT (xmax = 0) AS duplicate
 
 -- name: QueueEnqueueMany
 -- One statement for the batch; ORDER BY ord makes ids follow the input order.
-INSERT INTO {table} (kind, payload, priority, visible_at, max_attempts, unique_key)
+INSERT INTO {table} (kind, payload, priority, visible_at, max_attempts, unique_key, group_key)
 SELECT kind, payload, priority,
        CASE WHEN has_run_at THEN run_at
             ELSE now() + delay_ms * interval '1 millisecond' END,
-       max_attempts, NULLIF(unique_key, '')
+       max_attempts, NULLIF(unique_key, ''), NULLIF(group_key, '')
 FROM unnest($1::text[], $2::{payload_type}[], $3::smallint[], $4::boolean[],
-            $5::timestamptz[], $6::bigint[], $7::integer[], $8::text[])
+            $5::timestamptz[], $6::bigint[], $7::integer[], $8::text[], $9::text[])
      WITH ORDINALITY AS batch(kind, payload, priority, has_run_at, run_at, delay_ms,
-                              max_attempts, unique_key, ord)
+                              max_attempts, unique_key, group_key, ord)
 ORDER BY ord
 RETURNING id, unique_key, false AS duplicate
 
 -- name: QueueEnqueueManyUnique
-INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key)
+INSERT INTO {table} AS q (kind, payload, priority, visible_at, max_attempts, unique_key, group_key)
 SELECT kind, payload, priority,
        CASE WHEN has_run_at THEN run_at
             ELSE now() + delay_ms * interval '1 millisecond' END,
-       max_attempts, NULLIF(unique_key, '')
+       max_attempts, NULLIF(unique_key, ''), NULLIF(group_key, '')
 FROM unnest($1::text[], $2::{payload_type}[], $3::smallint[], $4::boolean[],
-            $5::timestamptz[], $6::bigint[], $7::integer[], $8::text[])
+            $5::timestamptz[], $6::bigint[], $7::integer[], $8::text[], $9::text[])
      WITH ORDINALITY AS batch(kind, payload, priority, has_run_at, run_at, delay_ms,
-                              max_attempts, unique_key, ord)
+                              max_attempts, unique_key, group_key, ord)
 ORDER BY ord
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL
     DO UPDATE SET unique_key = excluded.unique_key
@@ -124,6 +124,12 @@ RETURNING id, unique_key, NOT (xmax = 0) AS duplicate
 -- The picked ids reach the UPDATE as an array, so it finds each row through the
 -- primary key: joined to the CTE, the generic plan guesses the LIMIT's size and
 -- may hash the whole table.
+-- The group filter (queues with `groups = true`): a job with a group key is
+-- claimable only while no job of its group with a smaller id (enqueued earlier:
+-- waiting, retrying or running) is still in the table, so a group runs one job
+-- at a time in enqueue order; concurrent claims cannot both take one, since the
+-- earlier job is still there in either's snapshot until the one that holds it
+-- finishes. Other queues' claims carry no such test.
 -- The limit is read behind a sub-select for the reason arrays are: given the
 -- number, PostgreSQL prices each claim exactly and plans every one afresh (7% of
 -- the server's CPU under `pgstack-bench queue`); unknown, the plans cost the
@@ -136,9 +142,10 @@ WITH expired AS (
     LIMIT (SELECT $1::bigint)
     FOR UPDATE SKIP LOCKED
 ), ready AS (
-    SELECT id FROM {table}
+    SELECT id FROM {table} AS r
     WHERE claimed_at IS NULL AND visible_at <= now()
       AND NOT EXISTS (SELECT 1 FROM {pauses} WHERE queue = {queue})
+      {group_filter}
     ORDER BY {ready_order}
     LIMIT (SELECT $1::bigint)
     FOR UPDATE SKIP LOCKED

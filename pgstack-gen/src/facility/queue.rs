@@ -75,6 +75,9 @@ pub(super) fn add_objects(queue: &Queue, schema: &mut Schema) -> Result<(), GenE
     columns.extend(job_columns(queue));
     columns.push(Column::new("visible_at", "timestamptz", true).default("now()"));
     columns.push(Column::new("claimed_at", "timestamptz", false));
+    // Jobs sharing a group key run one at a time in enqueue order (`groups = true`; the
+    // column is on every queue's hot table so that one set of enqueue statements serves all).
+    columns.push(Column::new("group_key", "text", false));
     let mut hot = table(queue, name.clone(), columns, &["id"]);
     // Every claim and completion rewrites or deletes rows: leave room on each page for the new
     // versions, and let autovacuum keep up with a table whose rows are all short-lived.
@@ -107,6 +110,18 @@ pub(super) fn add_objects(queue: &Queue, schema: &mut Schema) -> Result<(), GenE
         predicate: Some(format!("{} IS NULL", quote("claimed_at"))),
         with: Default::default(),
     });
+    // `groups = true`: a grouped job's claim looks for an earlier job of its group.
+    if queue.groups {
+        schema.add_index(Index {
+            name: object_name(name, "group_idx"),
+            table: name.clone(),
+            unique: false,
+            method: None,
+            keys: format!("{}, {}", quote("group_key"), quote("id")),
+            predicate: Some(format!("{} IS NOT NULL", quote("group_key"))),
+            with: Default::default(),
+        });
+    }
     // Running jobs by lease expiry: the claim takes expired leases first; metrics count it.
     schema.add_index(Index {
         name: object_name(name, "lease_idx"),
@@ -240,7 +255,28 @@ fn add_enqueue_function(queue: &Queue, schema: &mut Schema) -> Result<(), GenErr
         max_attempts: u32,
         priorities: bool,
         unique: bool,
+        /// What each column gets: a parameter (`$n`) or a constant.
+        p_priority: String,
+        p_attempts: String,
+        p_unique: String,
+        p_group: String,
     }
+    // Parameters after kind, payload and run_at ($1-$3), in declaration order.
+    let mut next = 3;
+    let mut param = |present: bool, absent: &str| {
+        if present {
+            next += 1;
+            format!("${next}")
+        } else {
+            absent.to_string()
+        }
+    };
+    let (p_priority, p_attempts, p_unique, p_group) = (
+        param(queue.priorities, "0"),
+        param(true, ""),
+        param(queue.unique, "NULL"),
+        param(true, ""),
+    );
     let function = object_name(&queue.name, "enqueue");
     let definition = templates::render(
         "sql/queue_enqueue.sql",
@@ -252,6 +288,10 @@ fn add_enqueue_function(queue: &Queue, schema: &mut Schema) -> Result<(), GenErr
             max_attempts: queue.max_attempts,
             priorities: queue.priorities,
             unique: queue.unique,
+            p_priority,
+            p_attempts,
+            p_unique,
+            p_group,
         },
     )?;
     let mut args = vec!["text", queue.payload.sql(), "timestamptz"];
@@ -262,6 +302,7 @@ fn add_enqueue_function(queue: &Queue, schema: &mut Schema) -> Result<(), GenErr
     if queue.unique {
         args.push("text");
     }
+    args.push("text");
     schema.add_function(Function {
         name: function,
         args: args.join(", "),

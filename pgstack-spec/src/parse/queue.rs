@@ -18,6 +18,7 @@ pub(super) const KEYS: &[&str] = &[
     "dead_letter",
     "priorities",
     "unique",
+    "groups",
     "notify",
     "archive",
     "payload",
@@ -57,6 +58,7 @@ pub(super) fn read_queue(
         dead_letter: table.bool(cx, "dead_letter", true),
         priorities: table.bool(cx, "priorities", false),
         unique: table.bool(cx, "unique", false),
+        groups: table.bool(cx, "groups", false),
         notify: table.bool(cx, "notify", true),
         archive,
         payload: table.choice(

@@ -59,6 +59,8 @@ pub struct QueueDef {
     pub dead_letter: bool,
     pub priorities: bool,
     pub unique: bool,
+    /// `groups = true`: jobs may carry a group key; a group runs one job at a time, in order.
+    pub groups: bool,
     /// The LISTEN/NOTIFY channel when `notify = true`.
     pub notify_channel: Option<&'static str>,
     pub archive: Option<ArchiveDef>,

@@ -188,6 +188,19 @@ impl Queue {
         Ok((priority, max_attempts as i32, unique_key))
     }
 
+    /// A job's group key, checked: only queues with `groups = true` take one.
+    fn check_group<'a>(&self, group: &'a Option<String>) -> Result<Option<&'a str>> {
+        let Some(group) = group else { return Ok(None) };
+        if !self.def.groups {
+            return Err(self.handle.unsupported(
+                "group keys",
+                "set `groups = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`",
+            ));
+        }
+        self.handle.check_key("group key", group)?;
+        Ok(Some(group))
+    }
+
     /// Enqueues one job with a JSON payload; `db` may be the caller's transaction.
     pub async fn enqueue<T: Serialize + ?Sized, C: Route>(
         &self,
@@ -261,6 +274,10 @@ impl Queue {
                 unique_key.into()
             },
         ];
+        values.push(match self.check_group(&options.group_key)? {
+            Some(group) => group.into(),
+            None => Value::String(None),
+        });
         if let Some(window) = window {
             values.push(window.into());
         }
@@ -297,6 +314,7 @@ impl Queue {
         let mut delays = Vec::new();
         let mut attempts = Vec::new();
         let mut keys = Vec::new();
+        let mut groups = Vec::new();
         for (i, job) in jobs.iter().enumerate() {
             let (priority, max_attempts, unique_key) =
                 self.check_options(&job.kind, &job.options)?;
@@ -322,6 +340,11 @@ impl Queue {
             delays.push(job.options.delay.map(millis).unwrap_or(0));
             attempts.push(max_attempts);
             keys.push(unique_key);
+            groups.push(
+                self.check_group(&job.options.group_key)?
+                    .unwrap_or_default()
+                    .to_string(),
+            );
         }
         let payload_type = match self.def.payload {
             ValueKind::Jsonb => ArrayType::Json,
@@ -336,6 +359,7 @@ impl Queue {
             array(ArrayType::BigInt, delays),
             array(ArrayType::Int, attempts),
             array(ArrayType::String, keys),
+            array(ArrayType::String, groups),
         ];
         let rows = self
             .handle

@@ -57,6 +57,9 @@ pub struct EnqueueOptions {
     pub max_attempts: Option<u32>,
     /// What an enqueue does when a job with its `unique_key` is already there.
     pub key_mode: KeyMode,
+    /// Jobs that share a group key run one at a time, in enqueue order (SQS FIFO message
+    /// groups); other groups and jobs without one run in parallel.
+    pub group_key: Option<String>,
 }
 
 /// What an enqueue with a `unique_key` does when a job with that key is already waiting or
@@ -107,6 +110,12 @@ impl EnqueueOptions {
     /// With a `unique_key`: what happens when a job with the key is already there.
     pub fn key_mode(mut self, mode: KeyMode) -> Self {
         self.key_mode = mode;
+        self
+    }
+
+    /// Runs this job after every job of the same group enqueued before it, one at a time.
+    pub fn group_key(mut self, key: impl Into<String>) -> Self {
+        self.group_key = Some(key.into());
         self
     }
 }

@@ -81,6 +81,14 @@ impl QueueSql {
             "0::bigint".to_string()
         };
         let table = table.to_string();
+        let group_filter = if def.groups {
+            format!(
+                "AND (r.group_key IS NULL OR NOT EXISTS (\n          \
+                 SELECT 1 FROM {table} AS g WHERE g.group_key = r.group_key AND g.id < r.id))"
+            )
+        } else {
+            String::new()
+        };
         let vars = [
             ("table", table.as_str()),
             ("dead", dead.as_str()),
@@ -94,6 +102,7 @@ impl QueueSql {
                 },
             ),
             ("payload_type", def.payload.sql()),
+            ("group_filter", group_filter.as_str()),
             ("dead_count", dead_count.as_str()),
             ("waiters", waiters.as_str()),
             ("pauses", pauses.as_str()),
@@ -199,6 +208,7 @@ mod tests {
         dead_letter: true,
         priorities: true,
         unique: true,
+        groups: true,
         notify_channel: Some("pgstack.public.emails"),
         archive: Some(ArchiveDef {
             retention_ms: 86_400_000,
@@ -210,6 +220,11 @@ mod tests {
     fn every_statement_renders() {
         let sql = QueueSql::new(&DEF).unwrap();
         assert!(sql.claim.contains("ORDER BY priority, visible_at"));
+        assert!(
+            sql.claim.contains("g.group_key = r.group_key"),
+            "{}",
+            sql.claim
+        );
         assert!(
             sql.complete
                 .contains("INSERT INTO \"public\".\"emails_archive\"")
@@ -227,10 +242,12 @@ mod tests {
             archive: None,
             priorities: false,
             unique: false,
+            groups: false,
             ..DEF
         })
         .unwrap();
         assert!(plain.claim.contains("ORDER BY visible_at"));
+        assert!(!plain.claim.contains("group_key"));
         assert!(
             plain
                 .kill

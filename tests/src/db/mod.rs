@@ -24,6 +24,7 @@ pub mod hour_sliding;
 pub mod images;
 pub mod jobs;
 pub mod notes;
+pub mod ordered;
 pub mod pages;
 pub mod profiles;
 pub mod raw_jobs;

@@ -17,6 +17,7 @@ pub const DEF: ::pgstack::queue::QueueDef = ::pgstack::queue::QueueDef {
     dead_letter: false,
     priorities: false,
     unique: false,
+    groups: false,
     notify_channel: Some("pgstack.public.raw_jobs"),
     archive: None,
 };
@@ -48,6 +49,8 @@ pub mod entity {
         pub created_at: DateTimeWithTimeZone,
         pub visible_at: DateTimeWithTimeZone,
         pub claimed_at: Option<DateTimeWithTimeZone>,
+        #[sea_orm(column_type = "Text")]
+        pub group_key: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod pgstack_0002_update_bench_cache_bench_limit;
 mod pgstack_0003_update_bench_vec128_bench_vec1536;
 mod pgstack_0004_update_helpers;
 mod pgstack_0005_update_helpers;
+mod pgstack_0006_alter_bench_jobs;
 
 /// Every pgstack migration, in the order they run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -17,6 +18,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(pgstack_0002_update_bench_cache_bench_limit::Migration),
         Box::new(pgstack_0003_update_bench_vec128_bench_vec1536::Migration),
         Box::new(pgstack_0004_update_helpers::Migration),
-        Box::new(pgstack_0005_update_helpers::Migration)
+        Box::new(pgstack_0005_update_helpers::Migration),
+        Box::new(pgstack_0006_alter_bench_jobs::Migration)
     ]
 }

@@ -11,6 +11,7 @@ mod pgstack_0004_update_blob_cache_and_10_more;
 mod pgstack_0005_update_articles_and_4_more;
 mod pgstack_0006_update_helpers;
 mod pgstack_0007_update_helpers;
+mod pgstack_0008_update_archived_and_3_more;
 
 /// Every pgstack migration, in the order they run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -21,6 +22,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(pgstack_0004_update_blob_cache_and_10_more::Migration),
         Box::new(pgstack_0005_update_articles_and_4_more::Migration),
         Box::new(pgstack_0006_update_helpers::Migration),
-        Box::new(pgstack_0007_update_helpers::Migration)
+        Box::new(pgstack_0007_update_helpers::Migration),
+        Box::new(pgstack_0008_update_archived_and_3_more::Migration)
     ]
 }

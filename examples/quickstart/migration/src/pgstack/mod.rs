@@ -11,6 +11,7 @@ mod pgstack_0004_update_api_pages;
 mod pgstack_0005_create_articles;
 mod pgstack_0006_update_helpers;
 mod pgstack_0007_update_helpers;
+mod pgstack_0008_alter_emails;
 
 /// Every pgstack migration, in the order they run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -21,6 +22,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(pgstack_0004_update_api_pages::Migration),
         Box::new(pgstack_0005_create_articles::Migration),
         Box::new(pgstack_0006_update_helpers::Migration),
-        Box::new(pgstack_0007_update_helpers::Migration)
+        Box::new(pgstack_0007_update_helpers::Migration),
+        Box::new(pgstack_0008_alter_emails::Migration)
     ]
 }
