@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgstack::queue::{Delivery, EnqueueOptions, Job, JobError, NewJob, Worker};
+use pgstack::queue::{Delivery, EnqueueOptions, Job, JobError, NewJob, Worker, WorkerStats};
 use pgstack_tests::TestDb;
 use pgstack_tests::db::{archived, jobs, ordered};
 use serde::{Deserialize, Serialize};
@@ -732,13 +732,33 @@ async fn effects_table(t: &TestDb, jobs: usize) {
     }
 }
 
-/// Waits until the queue is empty, failing after `limit`.
+/// Waits until the `jobs` queue is empty, failing after `limit`.
 async fn drained(t: &TestDb, limit: Duration) {
+    drained_table(t, "jobs", limit).await;
+}
+
+/// Waits until the queue table `table` is empty, failing after `limit`.
+async fn drained_table(t: &TestDb, table: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
-    while count(t, "SELECT count(*)::text FROM jobs").await > 0 {
-        assert!(Instant::now() < deadline, "jobs left after {limit:?}");
+    let sql = format!("SELECT count(*)::text FROM {table}");
+    while count(t, &sql).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{table}: jobs left after {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Every one of `jobs` jobs left exactly one row in `effects`, and none died.
+async fn assert_one_effect_per_job(t: &TestDb, jobs: usize, stats: &WorkerStats) {
+    let (rows, distinct) = (
+        count(t, "SELECT count(*)::text FROM effects").await,
+        count(t, "SELECT count(DISTINCT n)::text FROM effects").await,
+    );
+    assert_eq!(distinct, jobs, "no job is missing its effect ({stats:?})");
+    assert_eq!(rows, jobs, "no job took effect twice ({stats:?})");
+    assert_eq!(count(t, "SELECT count(*)::text FROM jobs_dead").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -833,13 +853,7 @@ async fn transactional_handlers_take_effect_exactly_once_across_20_kills() {
     let worker = effect_tx_worker(&t.conn).start().await.unwrap();
     drained(&t, Duration::from_secs(120)).await;
     let stats = worker.shutdown(Duration::from_secs(5)).await;
-    let (rows, distinct) = (
-        count(&t, "SELECT count(*)::text FROM effects").await,
-        count(&t, "SELECT count(DISTINCT n)::text FROM effects").await,
-    );
-    assert_eq!(distinct, JOBS, "no job is missing its effect ({stats:?})");
-    assert_eq!(rows, JOBS, "no job took effect twice ({stats:?})");
-    assert_eq!(count(&t, "SELECT count(*)::text FROM jobs_dead").await, 0);
+    assert_one_effect_per_job(&t, JOBS, &stats).await;
 }
 
 #[tokio::test]
@@ -931,13 +945,7 @@ async fn no_job_is_lost_across_postgresql_crashes() {
     }
     drained(&t, Duration::from_secs(120)).await;
     let stats = worker.shutdown(Duration::from_secs(5)).await;
-    let (rows, distinct) = (
-        count(&t, "SELECT count(*)::text FROM effects").await,
-        count(&t, "SELECT count(DISTINCT n)::text FROM effects").await,
-    );
-    assert_eq!(distinct, JOBS, "no job is missing its effect ({stats:?})");
-    assert_eq!(rows, JOBS, "no job took effect twice ({stats:?})");
-    assert_eq!(count(&t, "SELECT count(*)::text FROM jobs_dead").await, 0);
+    assert_one_effect_per_job(&t, JOBS, &stats).await;
     assert!(
         stats.last_error.is_some(),
         "the crashes were seen: {stats:?}"
@@ -958,6 +966,11 @@ async fn handlers_snooze_cancel_and_have_per_kind_timeouts() {
         .id;
     let doomed = Work::n(2)
         .enqueue_with(&t.conn, &EnqueueOptions::default().max_attempts(10))
+        .await
+        .unwrap()
+        .id;
+    let oversnoozed = Work::n(4)
+        .enqueue_with(&t.conn, &EnqueueOptions::default().max_attempts(1))
         .await
         .unwrap()
         .id;
@@ -995,6 +1008,7 @@ async fn handlers_snooze_cancel_and_have_per_kind_timeouts() {
                 match d.job.n {
                     1 if snoozes <= 3 => Err(JobSnooze::after(Duration::from_millis(200)).into()),
                     2 => Err(JobCancel::because("the account is closed").into()),
+                    4 => Err(JobSnooze::after(Duration::ZERO).into()),
                     _ => {
                         tokio::time::sleep(Duration::from_millis(d.job.sleep_ms)).await;
                         Ok(())
@@ -1052,6 +1066,11 @@ async fn handlers_snooze_cancel_and_have_per_kind_timeouts() {
         "cancelled by its handler: the account is closed"
     );
     assert_eq!(error(slow), "timed out after 300ms");
+    assert_eq!(
+        error(oversnoozed),
+        "the handler snoozed for 0ns, outside 1ms to 100 years",
+        "a snooze out of range fails its attempt, not the batch"
+    );
     assert!(
         dead.iter().all(|d| d.id != snoozy),
         "snoozes spend no attempt"
@@ -1133,11 +1152,7 @@ async fn grouped_jobs_run_one_at_a_time_in_order_across_workers() {
             .unwrap();
         workers.push(worker);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&t, "SELECT count(*)::text FROM ordered").await > 0 {
-        assert!(Instant::now() < deadline, "jobs left after 60s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    drained_table(&t, "ordered", Duration::from_secs(60)).await;
     for worker in workers {
         worker.shutdown(Duration::from_secs(1)).await;
     }

@@ -349,10 +349,10 @@ async fn claim_complete_seed(
 ) -> Result<Record, BoxError> {
     let backlog = 4_000 * seconds.as_secs() + 10_000;
     db.execute_raw(stmt(
-        "INSERT INTO job_queue (payload, status)
-         SELECT jsonb_build_object('to', 'user' || n || '@example.com', 'subject', 'Welcome',
-                                   'template', 'welcome', 'n', n), 'pending'
-         FROM generate_series(1, $1) AS n",
+        &format!(
+            "INSERT INTO job_queue (payload, status) \
+             SELECT {PAYLOADS_SQL}, 'pending' FROM generate_series(1, $1) AS n"
+        ),
         vec![(backlog as i64).into()],
     ))
     .await?;

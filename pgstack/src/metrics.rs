@@ -22,6 +22,8 @@
 //! | `pgstack_rate_limit_checks_total` | counter | `limiter`, `decision` (`allowed`/`denied`) | every check |
 //! | `pgstack_vector_search_seconds` | histogram | `collection`, `kind` (`search`/`hybrid`) | one search |
 //! | `pgstack_vector_search_rows` | histogram | `collection`, `kind` | rows it returned |
+//! | `pgstack_upkeep_rows_total` | counter | `facility`, `table`, `task` | rows the maintenance runner removed (partitions it changed) |
+//! | `pgstack_upkeep_pass_seconds` | histogram | | one pass of the maintenance runner |
 //!
 //! Why the facade rather than `prometheus-client`: a library should not choose the
 //! application's metrics backend. The facade lets the same counters reach Prometheus, StatsD or
@@ -117,6 +119,19 @@ pub(crate) fn vector_search(
         .record(took.as_secs_f64());
     ::metrics::histogram!("pgstack_vector_search_rows", "collection" => collection, "kind" => kind)
         .record(rows as f64);
+}
+
+/// Rows (or partitions) one upkeep task handled in a pass.
+pub(crate) fn upkeep_rows(facility: &'static str, table: &'static str, task: &'static str, n: u64) {
+    if n > 0 {
+        ::metrics::counter!("pgstack_upkeep_rows_total", "facility" => facility, "table" => table, "task" => task)
+            .increment(n);
+    }
+}
+
+/// One pass of the maintenance runner.
+pub(crate) fn upkeep_pass(took: Duration) {
+    ::metrics::histogram!("pgstack_upkeep_pass_seconds").record(took.as_secs_f64());
 }
 
 /// Reads a queue's depth and oldest waiting job ([`Queue::metrics`]: capped counts over its

@@ -9,7 +9,9 @@
 //! | `[[rate_limit]]` | `idle` | deletes keys back at "no state" ([`RateLimiter::sweep`]) |
 //! | `[[queue]]` with `archive` | `partitions` | creates coming partitions, drops those past retention ([`Queue::maintain`]) |
 //!
-//! The generated `db::upkeep()` lists every task of the spec; [`Upkeep::start`] runs them every
+//! The generated `db::upkeep()` hands every cache, kv store, rate limiter and queue of the
+//! spec to the builder, which keeps those with upkeep to do (the table above, the one place
+//! that rule lives); [`Upkeep::start`] runs them every
 //! `interval` (default 60 s) until [`UpkeepHandle::shutdown`]; [`Upkeep::run_once`] runs one
 //! pass (from a cron job, a test, or a command).
 //!
@@ -226,9 +228,8 @@ impl Upkeep {
             }
             match self.run_task(db, task, started).await {
                 Ok(Some(rows)) => {
+                    crate::metrics::upkeep_rows(facility, table, name, rows);
                     if rows > 0 {
-                        ::metrics::counter!("pgstack_upkeep_rows_total", "facility" => facility, "table" => table, "task" => name)
-                            .increment(rows);
                         tracing::debug!(
                             facility,
                             schema,
@@ -247,8 +248,7 @@ impl Upkeep {
                 }
             }
         }
-        ::metrics::histogram!("pgstack_upkeep_pass_seconds")
-            .record(started.elapsed().as_secs_f64());
+        crate::metrics::upkeep_pass(started.elapsed());
         Ok(report)
     }
 

@@ -9,9 +9,9 @@
 pub mod {{ module }};
 {%- endfor %}
 {% if upkeep %}
-/// Every upkeep task `{{ spec_file }}` implies (expired rows, size bounds, archive
-/// partitions): `upkeep().start(&db)?` runs them in the background, `upkeep().run_once(&db)`
-/// runs one pass. See `pgstack::upkeep`.
+/// The upkeep `{{ spec_file }}` implies (expired rows, size bounds, archive partitions; the
+/// builder keeps the facilities that have some): `upkeep().start(&db)?` runs it in the
+/// background, `upkeep().run_once(&db)` runs one pass. See `pgstack::upkeep`.
 pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
     ::pgstack::upkeep::Upkeep::new()
     {%- for call in upkeep %}

@@ -12,11 +12,12 @@ pub mod bench_limit;
 pub mod bench_vec128;
 pub mod bench_vec1536;
 
-/// Every upkeep task `pgstack.toml` implies (expired rows, size bounds, archive
-/// partitions): `upkeep().start(&db)?` runs them in the background, `upkeep().run_once(&db)`
-/// runs one pass. See `pgstack::upkeep`.
+/// The upkeep `pgstack.toml` implies (expired rows, size bounds, archive partitions; the
+/// builder keeps the facilities that have some): `upkeep().start(&db)?` runs it in the
+/// background, `upkeep().run_once(&db)` runs one pass. See `pgstack::upkeep`.
 pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
     ::pgstack::upkeep::Upkeep::new()
         .cache(&bench_cache::CACHE)
+        .queue(&bench_jobs::QUEUE)
         .rate_limiter(&bench_limit::LIMITER)
 }

@@ -96,8 +96,9 @@ pub fn accessor_modules(
     Ok(modules)
 }
 
-/// The upkeep tasks the spec implies (see `pgstack::upkeep`), as builder calls: every cache
-/// and rate limiter, kv stores with `expiry`, queues with an `archive`.
+/// `db::upkeep()`'s builder calls: every cache, kv store, rate limiter and queue. The runtime's
+/// builder keeps those with upkeep to do (kv with `expiry`, queues with an `archive`, ...), so
+/// that rule lives in one place (`pgstack::upkeep`).
 fn upkeep_calls(spec: &Spec) -> Vec<String> {
     let mut calls: Vec<(String, String)> = spec
         .facilities()
@@ -106,13 +107,11 @@ fn upkeep_calls(spec: &Spec) -> Vec<String> {
             let call = match facility {
                 FacilityRef::Cache(_) => format!(".cache(&{name}::CACHE)"),
                 FacilityRef::RateLimit(_) => format!(".rate_limiter(&{name}::LIMITER)"),
-                FacilityRef::Kv(kv) if kv.expiry => match kv.value {
+                FacilityRef::Kv(kv) => match kv.value {
                     ValueType::Jsonb => format!(".json_kv(&{name}::STORE)"),
                     ValueType::Bytea => format!(".bytes_kv(&{name}::STORE)"),
                 },
-                FacilityRef::Queue(queue) if queue.archive.is_some() => {
-                    format!(".queue(&{name}::QUEUE)")
-                }
+                FacilityRef::Queue(_) => format!(".queue(&{name}::QUEUE)"),
                 _ => return None,
             };
             Some((name, call))

@@ -229,38 +229,33 @@ impl Queue {
         let delay = options.delay.map(millis).unwrap_or(0);
         let sql = self.sql()?;
         let (sql, window) = match options.key_mode {
-            KeyMode::Keep => (&sql.enqueue, None),
-            mode => {
-                if unique_key.is_empty() {
-                    return Err(self.invalid(format!(
-                        "key mode {mode:?} needs a unique key; set one with \
-                         EnqueueOptions::unique_key"
-                    )));
-                }
-                // `check_options` refused the key when the queue has no unique keys.
-                let (sql, window) = match mode {
-                    KeyMode::Replace => (&sql.enqueue_replace, None),
-                    KeyMode::Debounce => (&sql.enqueue_debounce, None),
-                    KeyMode::Throttle(window) => (
-                        &sql.enqueue_throttle,
-                        Some(limits::millis(
-                            self.name(),
-                            "a throttle window",
-                            window,
-                            Duration::from_millis(1),
-                        )?),
-                    ),
-                    KeyMode::Keep => (&None, None),
-                };
-                let sql = sql.as_ref().ok_or_else(|| {
-                    self.handle.unsupported(
-                        "key modes",
-                        "set `unique = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`",
-                    )
-                })?;
-                (sql, window)
-            }
+            KeyMode::Keep => (Some(&sql.enqueue), None),
+            KeyMode::Replace => (sql.enqueue_replace.as_ref(), None),
+            KeyMode::Debounce => (sql.enqueue_debounce.as_ref(), None),
+            KeyMode::Throttle(window) => (
+                sql.enqueue_throttle.as_ref(),
+                Some(limits::millis(
+                    self.name(),
+                    "a throttle window",
+                    window,
+                    Duration::from_millis(1),
+                )?),
+            ),
         };
+        if options.key_mode != KeyMode::Keep && unique_key.is_empty() {
+            return Err(self.invalid(format!(
+                "key mode {:?} needs a unique key; set one with EnqueueOptions::unique_key",
+                options.key_mode
+            )));
+        }
+        // The modes' statements exist only on queues with unique keys; `check_options` already
+        // refused a key on the others, so this is reached only without one.
+        let sql = sql.ok_or_else(|| {
+            self.handle.unsupported(
+                "key modes",
+                "set `unique = true` on this [[queue]] in pgstack.toml and run `pgstack-gen generate`",
+            )
+        })?;
         let mut values = vec![
             kind.into(),
             payload,

@@ -32,9 +32,9 @@ pub mod settings;
 pub mod tenant_docs;
 pub mod terms;
 
-/// Every upkeep task `pgstack.toml` implies (expired rows, size bounds, archive
-/// partitions): `upkeep().start(&db)?` runs them in the background, `upkeep().run_once(&db)`
-/// runs one pass. See `pgstack::upkeep`.
+/// The upkeep `pgstack.toml` implies (expired rows, size bounds, archive partitions; the
+/// builder keeps the facilities that have some): `upkeep().start(&db)?` runs it in the
+/// background, `upkeep().run_once(&db)` runs one pass. See `pgstack::upkeep`.
 pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
     ::pgstack::upkeep::Upkeep::new()
         .queue(&archived::QUEUE)
@@ -50,5 +50,9 @@ pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
         .rate_limiter(&hour_fixed::LIMITER)
         .rate_limiter(&hour_gcra::LIMITER)
         .rate_limiter(&hour_sliding::LIMITER)
+        .queue(&jobs::QUEUE)
+        .queue(&ordered::QUEUE)
         .cache(&pages::CACHE)
+        .queue(&raw_jobs::QUEUE)
+        .json_kv(&settings::STORE)
 }

@@ -14,12 +14,14 @@ pub mod sessions;
 pub mod settings;
 pub mod user_profiles;
 
-/// Every upkeep task `pgstack.toml` implies (expired rows, size bounds, archive
-/// partitions): `upkeep().start(&db)?` runs them in the background, `upkeep().run_once(&db)`
-/// runs one pass. See `pgstack::upkeep`.
+/// The upkeep `pgstack.toml` implies (expired rows, size bounds, archive partitions; the
+/// builder keeps the facilities that have some): `upkeep().start(&db)?` runs it in the
+/// background, `upkeep().run_once(&db)` runs one pass. See `pgstack::upkeep`.
 pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
     ::pgstack::upkeep::Upkeep::new()
         .rate_limiter(&api::LIMITER)
+        .queue(&emails::QUEUE)
         .cache(&pages::CACHE)
         .bytes_kv(&sessions::STORE)
+        .json_kv(&settings::STORE)
 }

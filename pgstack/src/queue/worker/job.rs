@@ -92,7 +92,16 @@ impl HandlerResult {
     /// A handler's error: a snooze, a cancellation, or a failed attempt.
     pub(super) fn from_error(error: JobError) -> HandlerResult {
         if let Some(snooze) = error.downcast_ref::<JobSnooze>() {
-            HandlerResult::Snooze(snooze.after)
+            // Checked here: one bad delay must not fail the batch of snoozes it is written in.
+            let range = Duration::from_millis(1)..=crate::limits::MAX_DURATION;
+            if range.contains(&snooze.after) {
+                HandlerResult::Snooze(snooze.after)
+            } else {
+                HandlerResult::Failed(format!(
+                    "the handler snoozed for {:?}, outside 1ms to 100 years",
+                    snooze.after
+                ))
+            }
         } else if let Some(cancel) = error.downcast_ref::<JobCancel>() {
             HandlerResult::Discard(cancel.to_string())
         } else {
