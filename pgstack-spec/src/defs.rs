@@ -11,8 +11,8 @@ use quote::quote;
 
 use crate::names::{document_field_index, queue_channel};
 use crate::{
-    Algorithm, BackoffKind, Cache, Distance, Document, Element, FieldType, Kv, Queue, RateLimit,
-    ValueType, Vector, VectorIndex,
+    Algorithm, BackoffKind, Cache, CatchUp, Distance, Document, Element, FieldType, Kv, Queue,
+    RateLimit, ValueType, Vector, VectorIndex,
 };
 
 fn num(n: u64) -> Literal {
@@ -95,6 +95,28 @@ pub fn queue_def(schema: &str, queue: &Queue) -> TokenStream {
             }
         }
     }));
+    let schedules = queue.schedules.iter().map(|s| {
+        let (name, cron, timezone, kind, payload) =
+            (&s.name, &s.cron, &s.timezone, &s.kind, &s.payload);
+        let priority = Literal::i16_unsuffixed(s.priority);
+        let catch_up = match s.catch_up {
+            CatchUp::Skip => quote!(Skip),
+            CatchUp::Last => quote!(Last),
+        };
+        let grace = num(s.grace.as_millis());
+        quote! {
+            ::pgstack::queue::ScheduleDef {
+                name: #name,
+                cron: #cron,
+                timezone: #timezone,
+                kind: #kind,
+                payload: #payload,
+                priority: #priority,
+                catch_up: ::pgstack::queue::CatchUp::#catch_up,
+                grace_ms: #grace,
+            },
+        }
+    });
     quote! {
         ::pgstack::queue::QueueDef {
             schema: #schema,
@@ -114,6 +136,7 @@ pub fn queue_def(schema: &str, queue: &Queue) -> TokenStream {
             groups: #groups,
             notify_channel: #channel,
             archive: #archive,
+            schedules: &[#(#schedules)*],
         }
     }
 }

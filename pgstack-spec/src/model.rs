@@ -189,8 +189,42 @@ pub struct Queue {
     /// Keep finished jobs in a range-partitioned `<name>_archive`; `None` deletes them.
     pub archive: Option<Archive>,
     pub payload: ValueType,
+    /// Recurring jobs, `schedules = [{ name, cron, kind, .. }]`, in spec order.
+    pub schedules: Vec<Schedule>,
     #[serde(skip)]
     pub span: Range<usize>,
+}
+
+/// One recurring job of a queue: `{ name = "nightly_digest", cron = "0 3 * * *", kind =
+/// "digest", payload = { .. }, timezone = "Europe/Berlin" }`. Each tick is enqueued once,
+/// whatever the number of worker processes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Schedule {
+    /// Unique within the queue; the tick bookkeeping row is keyed by it.
+    pub name: String,
+    /// Five fields (minute to weekday) or six (seconds first), or `@daily` and the like.
+    pub cron: String,
+    /// An IANA time zone the cron fields are read in; `UTC` unless given.
+    pub timezone: String,
+    /// The job kind each tick enqueues.
+    pub kind: String,
+    /// The payload as JSON text (`payload = "jsonb"` queues) or the bytes' UTF-8 text (`bytea`).
+    pub payload: String,
+    pub priority: i16,
+    /// What a worker that comes back after ticks went by does with them.
+    pub catch_up: CatchUp,
+    /// A tick enqueued later than this after its time counts as missed.
+    pub grace: SpecDuration,
+}
+
+/// `catch_up = "skip" | "last"`: ticks missed while no worker ran (older than `grace`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// Missed ticks are dropped; the schedule resumes with the next one.
+    Skip,
+    /// The latest missed tick is enqueued once, at once; earlier ones are dropped.
+    Last,
 }
 
 /// How long a failed job waits before its next attempt.

@@ -142,14 +142,7 @@ impl<'a, 'i> Table<'a, 'i> {
             );
             return None;
         };
-        let digits: String = int.as_str().chars().filter(|c| *c != '_').collect();
-        let digits = digits
-            .strip_prefix("0x")
-            .or_else(|| digits.strip_prefix("0o"))
-            .or_else(|| digits.strip_prefix("0b"))
-            .unwrap_or(&digits);
-        let parsed = i64::from_str_radix(digits, int.radix()).ok();
-        match parsed {
+        match integer_value(int) {
             Some(n) if n >= range.0 && n <= range.1 => Some((n, value.span())),
             _ => {
                 cx.error(
@@ -213,6 +206,17 @@ impl<'a, 'i> Table<'a, 'i> {
             }
         }
     }
+}
+
+/// A TOML integer's value (`1_000`, `0x1f`, `-5`), or `None` beyond `i64`.
+pub(crate) fn integer_value(int: &toml::de::DeInteger<'_>) -> Option<i64> {
+    let digits: String = int.as_str().chars().filter(|c| *c != '_').collect();
+    let digits = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0o"))
+        .or_else(|| digits.strip_prefix("0b"))
+        .unwrap_or(&digits);
+    i64::from_str_radix(digits, int.radix()).ok()
 }
 
 /// A value's TOML type, for "found ..." in messages.

@@ -441,3 +441,33 @@ SELECT id FROM {dead} WHERE kind = $1 ORDER BY id LIMIT $2
 -- name: QueueNotifyCancel
 -- Tells listening workers at once that job $2 was cancelled.
 SELECT pg_notify($1, 'cancel:' || $2::bigint)
+
+-- name: QueueScheduleRegister
+-- Registers the queue's schedules ($1 names, $2 cron expressions, $3 time zones). A new
+-- schedule counts its ticks from now: none from before it existed. One whose cron or time
+-- zone changed starts again from now, so the old definition's ticks are not caught up.
+INSERT INTO {schedules} AS s (queue, name, cron, timezone, last_tick)
+SELECT {queue}, n, c, z, now() FROM unnest($1::text[], $2::text[], $3::text[]) AS t(n, c, z)
+ON CONFLICT (queue, name) DO UPDATE
+    SET cron = excluded.cron, timezone = excluded.timezone, last_tick = now()
+    WHERE (s.cron, s.timezone) IS DISTINCT FROM (excluded.cron, excluded.timezone)
+
+-- name: QueueScheduleLock
+-- The schedules ($1) whose ticks this pass decides, with the last tick each has decided and
+-- the database's clock. Locked until the pass commits; a concurrent pass in another worker
+-- skips them instead of waiting, so each tick is decided (and enqueued) by one pass.
+SELECT name, last_tick, now() FROM {schedules}
+WHERE queue = {queue} AND name = ANY($1::text[])
+FOR UPDATE SKIP LOCKED
+
+-- name: QueueScheduleEnqueue
+-- One job per tick ($5: the ticks' times) of kind $1, payload $2, priority $3 and $4
+-- attempts. A tick's job is created at its tick and may run from then, so a tick caught up
+-- late runs at once, ahead of jobs enqueued after its time.
+INSERT INTO {table} (kind, payload, priority, max_attempts, created_at, visible_at)
+SELECT $1, $2::{payload_type}, $3, $4, t, t FROM unnest($5::timestamptz[]) AS t
+
+-- name: QueueScheduleAdvance
+-- Records that schedule $1's ticks up to $2 are decided (enqueued or skipped).
+UPDATE {schedules} SET last_tick = $2, ticked_at = now()
+WHERE queue = {queue} AND name = $1

@@ -73,6 +73,23 @@ pub(crate) fn queue_count(queue: &'static str, what: &'static str, n: u64) {
     ::metrics::counter!(name, "queue" => queue).increment(n);
 }
 
+/// `pgstack_queue_schedule_ticks_total{queue, schedule, outcome}`: `enqueued`, or `skipped`
+/// (missed ticks dropped by `catch_up`).
+pub(crate) fn queue_schedule_ticks(
+    queue: &'static str,
+    schedule: &'static str,
+    outcome: &'static str,
+    n: u64,
+) {
+    ::metrics::counter!(
+        "pgstack_queue_schedule_ticks_total",
+        "queue" => queue,
+        "schedule" => schedule,
+        "outcome" => outcome
+    )
+    .increment(n);
+}
+
 pub(crate) fn queue_claim(queue: &'static str, took: Duration) {
     ::metrics::histogram!("pgstack_queue_claim_seconds", "queue" => queue)
         .record(took.as_secs_f64());

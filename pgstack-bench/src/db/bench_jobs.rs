@@ -20,6 +20,7 @@ pub const DEF: ::pgstack::queue::QueueDef = ::pgstack::queue::QueueDef {
     groups: false,
     notify_channel: Some("pgstack.public.bench_jobs"),
     archive: None,
+    schedules: &[],
 };
 
 /// The `bench_jobs` queue: enqueue, claim, complete, fail, dead letters, metrics and

@@ -197,6 +197,34 @@ pub(super) fn add_objects(queue: &Queue, schema: &mut Schema) -> Result<(), GenE
             "pgstack: paused queues; workers claim nothing from a queue listed here".to_string(),
         ),
     });
+    if !queue.schedules.is_empty() {
+        // Recurring jobs, one row per schedule, shared by the schema's queues: `last_tick` is
+        // how far its ticks are decided; a worker's pass locks the row while it enqueues
+        // (pgstack/src/queue/schedule.rs). Logged: the ticks must survive a crash.
+        schema.add_table(Table {
+            name: "pgstack_queue_schedules".to_string(),
+            kind: "helpers".to_string(),
+            facility: String::new(),
+            columns: vec![
+                Column::new("queue", "text", true),
+                Column::new("name", "text", true),
+                Column::new("cron", "text", true),
+                Column::new("timezone", "text", true),
+                Column::new("last_tick", "timestamptz", true),
+                Column::new("ticked_at", "timestamptz", false),
+            ],
+            primary_key: vec!["queue".to_string(), "name".to_string()],
+            checks: Vec::new(),
+            unlogged: false,
+            storage: BTreeMap::new(),
+            partition_by: None,
+            partition_of: None,
+            comment: Some(
+                "pgstack: queue schedules; every tick up to last_tick is enqueued or skipped"
+                    .to_string(),
+            ),
+        });
+    }
     add_enqueue_function(queue, schema)?;
     if queue.notify {
         // Idle listening workers, one row each, shared by the schema's queues. UNLOGGED: it is

@@ -9,6 +9,7 @@ mod document;
 mod kv;
 mod queue;
 mod rate_limit;
+mod schedule;
 mod vector;
 
 pub use queue::queue_tables;

@@ -22,6 +22,7 @@ pub(super) const KEYS: &[&str] = &[
     "notify",
     "archive",
     "payload",
+    "schedules",
 ];
 
 pub(super) fn read_queue(
@@ -50,23 +51,27 @@ pub(super) fn read_queue(
         .map_or(5, |(n, _)| n as u32);
     let backoff = read_backoff(cx, table);
     let archive = read_archive(cx, table);
+    let payload = table.choice(
+        cx,
+        "payload",
+        &[("jsonb", ValueType::Jsonb), ("bytea", ValueType::Bytea)],
+        ValueType::Jsonb,
+    );
+    let priorities = table.bool(cx, "priorities", false);
+    let schedules = super::schedule::read_schedules(cx, table, payload, priorities);
     Some(Queue {
         name: name?,
         visibility_timeout,
         max_attempts,
         backoff,
         dead_letter: table.bool(cx, "dead_letter", true),
-        priorities: table.bool(cx, "priorities", false),
+        priorities,
         unique: table.bool(cx, "unique", false),
         groups: table.bool(cx, "groups", false),
         notify: table.bool(cx, "notify", true),
         archive,
-        payload: table.choice(
-            cx,
-            "payload",
-            &[("jsonb", ValueType::Jsonb), ("bytea", ValueType::Bytea)],
-            ValueType::Jsonb,
-        ),
+        payload,
+        schedules,
         span,
     })
 }

@@ -64,6 +64,35 @@ pub struct QueueDef {
     /// The LISTEN/NOTIFY channel when `notify = true`.
     pub notify_channel: Option<&'static str>,
     pub archive: Option<ArchiveDef>,
+    /// Recurring jobs (`schedules = [..]`), enqueued by the queue's workers.
+    pub schedules: &'static [ScheduleDef],
+}
+
+/// A recurring job of a queue, from `schedules = [{ name, cron, kind, .. }]`
+/// (see `queue::schedule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduleDef {
+    pub name: &'static str,
+    /// Five fields (minute to weekday), six with seconds first, or `@daily` and the like.
+    pub cron: &'static str,
+    /// The IANA time zone the cron fields are read in.
+    pub timezone: &'static str,
+    pub kind: &'static str,
+    /// JSON text on a jsonb queue; the payload's bytes as UTF-8 text on a bytea queue.
+    pub payload: &'static str,
+    pub priority: i16,
+    pub catch_up: CatchUp,
+    /// A tick enqueued later than this after its time counts as missed.
+    pub grace_ms: u64,
+}
+
+/// What happens to ticks missed while no worker of the queue ran (older than `grace`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Dropped; the schedule resumes with its next tick.
+    Skip,
+    /// The latest missed tick is enqueued once, to run at once; earlier ones are dropped.
+    Last,
 }
 
 impl QueueDef {

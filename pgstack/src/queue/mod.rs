@@ -33,6 +33,7 @@ mod def;
 mod job;
 mod maintenance;
 mod records;
+mod schedule;
 mod sql;
 mod worker;
 
@@ -45,13 +46,14 @@ use sea_orm::{ConnectionTrait, QueryResult, Value};
 use serde::Serialize;
 
 pub use self::admin::{Cancelled, JobFilter, JobInfo, JobPage, JobState, Paused};
-pub use self::def::{ArchiveDef, Backoff, BackoffKind, QueueDef};
+pub use self::def::{ArchiveDef, Backoff, BackoffKind, CatchUp, QueueDef, ScheduleDef};
 pub use self::job::Job;
 pub use self::maintenance::MaintenanceReport;
 pub use self::records::{
     ClaimedJob, DeadJob, EnqueueOptions, Enqueued, FailReport, Failure, JobToken, KeyMode, NewJob,
     Payload, QueueMetrics,
 };
+pub use self::schedule::SchedulePass;
 use self::sql::QueueSql;
 pub use self::worker::{
     Cancellation, Delivery, JobCancel, JobError, JobSnooze, JobTx, Worker, WorkerHandle,
@@ -791,6 +793,19 @@ impl Queue {
             oldest_ready_age: oldest.map(|ms| Duration::from_millis(ms.max(0) as u64)),
             cap,
         })
+    }
+
+    /// Enqueues the due ticks of this queue's `schedules` once, registering them first (a new
+    /// schedule counts from now). Every worker of the queue does this on its own, sleeping
+    /// until the next tick; call it from a process that enqueues recurring jobs without
+    /// running a worker. Safe to call from many processes at once: each tick is enqueued once.
+    pub async fn run_schedules(
+        &'static self,
+        db: &sea_orm::DatabaseConnection,
+    ) -> Result<SchedulePass> {
+        let schedules = schedule::Schedules::new(self)?;
+        schedules.register(db).await?;
+        schedules.pass(db).await
     }
 
     /// Archive upkeep (when `archive` is set): creates the partitions for the coming periods

@@ -31,6 +31,15 @@ pub(super) struct QueueSql {
     pub(super) wait_start: String,
     pub(super) wait_end: String,
     pub(super) admin: AdminSql,
+    pub(super) schedule: ScheduleSql,
+}
+
+/// The schedules' statements (`schedule.rs`).
+pub(super) struct ScheduleSql {
+    pub(super) register: String,
+    pub(super) lock: String,
+    pub(super) enqueue: String,
+    pub(super) advance: String,
 }
 
 /// The admin API's statements (`admin.rs`).
@@ -73,6 +82,7 @@ impl QueueSql {
         );
         let waiters = format!("{schema}.{}", Ident::new("pgstack_queue_waiters")?);
         let pauses = format!("{schema}.{}", Ident::new("pgstack_queue_pauses")?);
+        let schedules = format!("{schema}.{}", Ident::new("pgstack_queue_schedules")?);
         // A checked identifier: no quote or backslash to escape.
         let queue = format!("'{}'", Ident::new(def.table)?.as_str());
         let dead_count = if def.dead_letter {
@@ -106,6 +116,7 @@ impl QueueSql {
             ("dead_count", dead_count.as_str()),
             ("waiters", waiters.as_str()),
             ("pauses", pauses.as_str()),
+            ("schedules", schedules.as_str()),
             ("queue", queue.as_str()),
             ("held", "coalesce(q.claimed_at IS NOT NULL, false)"),
         ];
@@ -183,6 +194,12 @@ impl QueueSql {
                 dead_ids_by_kind: def.dead_letter.then(|| get("QueueDeadIdsByKind")),
                 notify_cancel: get("QueueNotifyCancel"),
             },
+            schedule: ScheduleSql {
+                register: get("QueueScheduleRegister"),
+                lock: get("QueueScheduleLock"),
+                enqueue: get("QueueScheduleEnqueue"),
+                advance: get("QueueScheduleAdvance"),
+            },
         })
     }
 }
@@ -214,6 +231,7 @@ mod tests {
             retention_ms: 86_400_000,
             partition_ms: 3_600_000,
         }),
+        schedules: &[],
     };
 
     #[test]

@@ -23,6 +23,7 @@ pub const DEF: ::pgstack::queue::QueueDef = ::pgstack::queue::QueueDef {
         retention_ms: 172800000,
         partition_ms: 86400000,
     }),
+    schedules: &[],
 };
 
 /// The `archived` queue: enqueue, claim, complete, fail, dead letters, metrics and

@@ -31,6 +31,7 @@ pub mod raw_jobs;
 pub mod settings;
 pub mod tenant_docs;
 pub mod terms;
+pub mod ticking;
 
 /// The upkeep `pgstack.toml` implies (expired rows, size bounds, archive partitions; the
 /// builder keeps the facilities that have some): `upkeep().start(&db)?` runs it in the
@@ -55,4 +56,5 @@ pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
         .cache(&pages::CACHE)
         .queue(&raw_jobs::QUEUE)
         .json_kv(&settings::STORE)
+        .queue(&ticking::QUEUE)
 }

@@ -20,6 +20,7 @@ pub const DEF: ::pgstack::queue::QueueDef = ::pgstack::queue::QueueDef {
     groups: true,
     notify_channel: Some("pgstack.public.ordered"),
     archive: None,
+    schedules: &[],
 };
 
 /// The `ordered` queue: enqueue, claim, complete, fail, dead letters, metrics and

@@ -20,6 +20,7 @@ pub const DEF: ::pgstack::queue::QueueDef = ::pgstack::queue::QueueDef {
     groups: false,
     notify_channel: Some("pgstack.public.emails"),
     archive: None,
+    schedules: &[],
 };
 
 /// The `emails` queue: enqueue, claim, complete, fail, dead letters, metrics and

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::Shared;
 use super::stats::Counters;
 use crate::queue::JobToken;
+use crate::queue::schedule::Schedules;
 
 /// Extends the leases of jobs running longer than a third of the visibility timeout, in one
 /// statement per beat. A job no longer held (its lease was taken, or it was cancelled) has its
@@ -180,6 +181,50 @@ pub(super) async fn maintenance(shared: Arc<Shared>, mut halt: watch::Receiver<b
         }
         tokio::select! {
             _ = tokio::time::sleep(shared.config.maintenance_interval) => {}
+            _ = halt.changed() => return,
+        }
+    }
+}
+
+/// Enqueues the queue's schedule ticks as they fall due: registers the schedules, then runs a
+/// pass (`schedule.rs`) and sleeps until the next tick by the database's clock. Each tick is
+/// enqueued by exactly one worker's pass; the others find its row locked, or already past it.
+pub(super) async fn scheduler(
+    shared: Arc<Shared>,
+    schedules: Schedules,
+    mut halt: watch::Receiver<bool>,
+) {
+    let table = shared.queue.def().table;
+    let mut registered = false;
+    loop {
+        let mut wait = shared.config.poll_interval;
+        if !registered {
+            match schedules.register(&shared.db).await {
+                Ok(()) => registered = true,
+                Err(e) => shared.database_error("register_schedules", &e),
+            }
+        }
+        if registered {
+            match schedules.pass(&shared.db).await {
+                Ok(pass) => {
+                    for (schedule, since) in &pass.skipped {
+                        tracing::warn!(queue = table, schedule, %since, "pgstack worker: a schedule missed ticks while no worker ran; dropped them (catch_up)");
+                        crate::metrics::queue_schedule_ticks(table, schedule, "skipped", 1);
+                    }
+                    for (schedule, tick) in &pass.enqueued {
+                        tracing::debug!(queue = table, schedule, %tick, "pgstack worker: enqueued a schedule's tick");
+                        crate::metrics::queue_schedule_ticks(table, schedule, "enqueued", 1);
+                    }
+                    if !pass.enqueued.is_empty() {
+                        shared.wake.notify_one();
+                    }
+                    wait = pass.next_in;
+                }
+                Err(e) => shared.database_error("schedules", &e),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
             _ = halt.changed() => return,
         }
     }

@@ -169,6 +169,8 @@ pub struct Delivery<J> {
     /// 1 on the first delivery.
     pub attempt: i32,
     pub max_attempts: i32,
+    /// When the job was enqueued; for a schedule's job, the tick it serves (also when it runs
+    /// late).
     pub created_at: DateTime<Utc>,
     /// The error of the previous attempt, if it failed.
     pub last_error: Option<String>,

@@ -11,10 +11,11 @@
 //!   [`Cancellation`].
 //! - **completer** (`completer.rs`): receives each job's outcome and writes them in batches
 //!   (a transactional handler's job, `tx.rs`, is completed in the handler's own transaction).
-//! - **heartbeat**, **listener**, **maintenance**, **sampler** (`background.rs`): lease
-//!   extension (a lost lease cancels the handler), LISTEN on a connection of its own (from
-//!   [`Worker::listen_url`], else the pool's settings; never a pooled one, polling instead
-//!   behind a pooler), archive upkeep, and the queue-depth gauges.
+//! - **heartbeat**, **listener**, **maintenance**, **scheduler**, **sampler**
+//!   (`background.rs`): lease extension (a lost lease cancels the handler), LISTEN on a
+//!   connection of its own (from [`Worker::listen_url`], else the pool's settings; never a
+//!   pooled one, polling instead behind a pooler), archive upkeep, the schedules' ticks
+//!   (`schedule.rs`: each once across all workers), and the queue-depth gauges.
 //!
 //! A handler that returns an error, panics or exceeds the job timeout fails its attempt; the job
 //! is retried with backoff or dead-lettered. Shutdown stops claiming, releases the buffered
@@ -159,6 +160,8 @@ struct Config {
     completion_batch: usize,
     maintenance_interval: Duration,
     metrics_interval: Duration,
+    /// Enqueue the queue's schedule ticks (`schedules = [..]` in the spec).
+    schedules: bool,
 }
 
 /// A worker for one queue, configured with handlers and limits, then [`Worker::start`]ed.
@@ -200,6 +203,7 @@ impl Worker {
                 completion_batch: 1000,
                 maintenance_interval: maintenance,
                 metrics_interval: Duration::from_secs(5),
+                schedules: true,
             },
         }
     }
@@ -381,6 +385,13 @@ impl Worker {
         self
     }
 
+    /// Leaves the queue's `schedules` to other processes: by default every worker enqueues
+    /// the ticks that fall due (each tick once, whichever worker takes it).
+    pub fn without_schedules(mut self) -> Self {
+        self.config.schedules = false;
+        self
+    }
+
     /// How often the queue-depth gauges are read (default 5s).
     pub fn metrics_interval(mut self, interval: Duration) -> Self {
         self.config.metrics_interval = interval.max(Duration::from_millis(100));
@@ -417,6 +428,7 @@ impl Worker {
                 message: format!("the worker cannot start: {}", problems.join("; ")),
             });
         }
+        let schedules = super::schedule::Schedules::new(self.queue)?;
         check_database(&self.db, self.queue).await?;
         static WORKERS: AtomicU64 = AtomicU64::new(0);
         let id = format!(
@@ -458,6 +470,13 @@ impl Worker {
         if shared.queue.def().archive.is_some() {
             background.push(tokio::spawn(background::maintenance(
                 shared.clone(),
+                halt.clone(),
+            )));
+        }
+        if shared.config.schedules && !schedules.is_empty() {
+            background.push(tokio::spawn(background::scheduler(
+                shared.clone(),
+                schedules,
                 halt.clone(),
             )));
         }

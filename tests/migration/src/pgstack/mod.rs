@@ -12,6 +12,7 @@ mod pgstack_0005_update_articles_and_4_more;
 mod pgstack_0006_update_helpers;
 mod pgstack_0007_update_helpers;
 mod pgstack_0008_update_archived_and_3_more;
+mod pgstack_0009_create_ticking;
 
 /// Every pgstack migration, in the order they run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -23,6 +24,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(pgstack_0005_update_articles_and_4_more::Migration),
         Box::new(pgstack_0006_update_helpers::Migration),
         Box::new(pgstack_0007_update_helpers::Migration),
-        Box::new(pgstack_0008_update_archived_and_3_more::Migration)
+        Box::new(pgstack_0008_update_archived_and_3_more::Migration),
+        Box::new(pgstack_0009_create_ticking::Migration)
     ]
 }
