@@ -1,7 +1,7 @@
 //! Generator output: snapshots of every file, determinism, headers, and how generated files
 //! live beside a user's own (joining an existing migration crate, refusing to clobber).
 
-use pgstack_gen::generate::{FileKind, Layout, generate};
+use pgstack_gen::generate::{Allow, FileKind, Layout, generate};
 use pgstack_gen::project::Project;
 use pgstack_spec::Spec;
 use pgstack_tests::{TempDir, cli, cli_ok, crate_dir};
@@ -10,7 +10,13 @@ fn files_for(spec_dir: &str) -> Vec<(String, String, FileKind)> {
     let path = crate_dir().join(spec_dir).join("pgstack.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     let spec = Spec::parse("pgstack.toml", &text).unwrap();
-    let generation = generate(&spec, &Layout::of(&spec, "pgstack.toml"), None, false).unwrap();
+    let generation = generate(
+        &spec,
+        &Layout::of(&spec, "pgstack.toml"),
+        None,
+        Allow::NOTHING,
+    )
+    .unwrap();
     generation
         .files
         .into_iter()

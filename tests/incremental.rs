@@ -122,63 +122,136 @@ async fn each_spec_change_becomes_a_migration_holding_only_that_change() {
         run.stderr
     );
 
-    let run = cli_ok(&["generate"], &spec);
+    // A stored generated column is computed for every row under an ACCESS EXCLUSIVE lock:
+    // refused on an existing table unless acknowledged, with the alternative named.
+    let run = cli(&["generate", "--spec", &spec.to_string_lossy()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "add column `country` to `profiles` (document `profiles`): ACCESS EXCLUSIVE on \
+             `profiles`, BLOCKING: rewrites the table under the lock"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("instead: "), "{}", run.stderr);
+    assert!(run.stderr.contains("--allow-blocking"), "{}", run.stderr);
+    assert_eq!(dir.files(), before, "nothing written");
+    let run = cli_ok(&["plan"], &spec);
     assert!(
         run.stdout
-            .contains("new migration pgstack_0002_alter_profiles"),
+            .starts_with("-- blocking steps on existing tables; `generate` needs --allow-blocking"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("-- lock: ACCESS EXCLUSIVE on `profiles`, BLOCKING"),
+        "every step is marked with its lock: {}",
+        run.stdout
+    );
+
+    // Acknowledged: the column in one migration, its index built CONCURRENTLY in a second
+    // that runs outside a transaction.
+    let run = cli_ok(&["generate", "--allow-blocking"], &spec);
+    assert!(
+        run.stdout.contains(
+            "new migration pgstack_0002_alter_profiles and pgstack_0003_alter_profiles_indexes"
+        ),
         "{}",
         run.stdout
     );
     assert_eq!(
         migration_names(&dir),
-        ["pgstack_0001_initial", "pgstack_0002_alter_profiles"]
+        [
+            "pgstack_0001_initial",
+            "pgstack_0002_alter_profiles",
+            "pgstack_0003_alter_profiles_indexes"
+        ]
     );
     let up = dir.read("migration/sql/pgstack_0002_alter_profiles.up.sql");
     assert_eq!(
         statements(&up),
         [
             "ALTER TABLE \"public\".\"profiles\"     ADD COLUMN \"country\" text GENERATED ALWAYS AS (\"doc\" #>> '{address,country}') STORED",
-            "CREATE INDEX \"profiles_country_idx\"     ON \"public\".\"profiles\" (\"country\")",
         ],
         "only the change:\n{up}"
+    );
+    assert!(
+        !up.contains("-- pgstack:no-transaction"),
+        "transactional: {up}"
     );
     let down = dir.read("migration/sql/pgstack_0002_alter_profiles.down.sql");
     assert_eq!(
         statements(&down),
+        ["ALTER TABLE \"public\".\"profiles\"     DROP COLUMN \"country\""]
+    );
+    let up = dir.read("migration/sql/pgstack_0003_alter_profiles_indexes.up.sql");
+    assert!(up.contains("\n-- pgstack:no-transaction"), "{up}");
+    assert_eq!(
+        statements(&up),
         [
-            "DROP INDEX \"public\".\"profiles_country_idx\"",
-            "ALTER TABLE \"public\".\"profiles\"     DROP COLUMN \"country\"",
-        ]
+            "DROP INDEX CONCURRENTLY IF EXISTS \"public\".\"profiles_country_idx\"",
+            "CREATE INDEX CONCURRENTLY \"profiles_country_idx\"     ON \"public\".\"profiles\" (\"country\")",
+        ],
+        "{up}"
+    );
+    let down = dir.read("migration/sql/pgstack_0003_alter_profiles_indexes.down.sql");
+    assert_eq!(
+        statements(&down),
+        ["DROP INDEX CONCURRENTLY IF EXISTS \"public\".\"profiles_country_idx\""]
+    );
+    let rs = dir.read("migration/src/pgstack/pgstack_0003_alter_profiles_indexes.rs");
+    assert!(
+        rs.contains("Some(false)"),
+        "sea-orm runs it outside a transaction: {rs}"
     );
     assert_eq!(
         dir.read("migration/sql/pgstack_0001_initial.up.sql"),
         first_up,
         "never rewritten"
     );
-    assert_eq!(
-        dir.read("migration/src/pgstack/pgstack_0001_initial.rs"),
-        first_rs
+    assert!(
+        dir.read("migration/src/pgstack/pgstack_0001_initial.rs")
+            .contains("SET LOCAL lock_timeout = '5s'"),
+        "{first_rs}"
     );
     let run = migrate(&dir, &db);
-    assert_eq!(run.stdout.trim(), "applied pgstack_0002_alter_profiles");
+    assert_eq!(
+        run.stdout.trim(),
+        "applied pgstack_0002_alter_profiles\napplied pgstack_0003_alter_profiles_indexes"
+    );
+    assert_eq!(
+        db.column("SELECT indisvalid::text FROM pg_index WHERE indexrelid = 'profiles_country_idx'::regclass")
+            .await,
+        ["true"]
+    );
     db.exec(
         r#"INSERT INTO profiles (doc) VALUES ('{"email": "a@b.c", "address": {"country": "NO"}}')"#,
     )
     .await;
     assert_eq!(db.column("SELECT country FROM profiles").await, ["NO"]);
 
-    // An index on an existing facility and changed options: one more migration, only those.
+    // An index on an existing facility and changed options: the old index dropped in one
+    // migration, the indexes built concurrently in the next.
     std::fs::write(&spec, V3).unwrap();
     cli_ok(&["generate"], &spec);
     let names = migration_names(&dir);
-    assert_eq!(names.len(), 3);
-    let up = dir.read(&format!("migration/sql/{}.up.sql", names[2]));
+    assert_eq!(names.len(), 5, "{names:?}");
+    let up = dir.read(&format!("migration/sql/{}.up.sql", names[3]));
+    assert_eq!(
+        statements(&up),
+        ["DROP INDEX \"public\".\"profiles_doc_idx\"",],
+        "{up}"
+    );
+    let up = dir.read(&format!("migration/sql/{}.up.sql", names[4]));
     assert_eq!(
         statements(&up),
         [
-            "DROP INDEX \"public\".\"profiles_doc_idx\"",
-            "CREATE INDEX \"profiles_doc_idx\"     ON \"public\".\"profiles\" USING gin (\"doc\")",
-            "CREATE INDEX \"settings_expires_at_idx\"     ON \"public\".\"settings\" (\"expires_at\")     WHERE \"expires_at\" IS NOT NULL",
+            "DROP INDEX CONCURRENTLY IF EXISTS \"public\".\"profiles_doc_idx\"",
+            "CREATE INDEX CONCURRENTLY \"profiles_doc_idx\"     ON \"public\".\"profiles\" USING gin (\"doc\")",
+            "DROP INDEX CONCURRENTLY IF EXISTS \"public\".\"settings_expires_at_idx\"",
+            "CREATE INDEX CONCURRENTLY \"settings_expires_at_idx\"     ON \"public\".\"settings\" (\"expires_at\")     WHERE \"expires_at\" IS NOT NULL",
         ],
         "{up}"
     );
@@ -233,7 +306,7 @@ email = { path = "email", type = "bigint", unique = true }
     // plan still shows what would happen, flagged.
     let run = cli_ok(&["plan"], &spec);
     assert!(
-        run.stdout.starts_with("-- destructive changes"),
+        run.stdout.contains("\n-- destructive changes"),
         "{}",
         run.stdout
     );
@@ -244,7 +317,10 @@ email = { path = "email", type = "bigint", unique = true }
     );
 
     // Acknowledged: written, applied, and the stale accessor module removed.
-    let run = cli_ok(&["generate", "--allow-destructive"], &spec);
+    let run = cli_ok(
+        &["generate", "--allow-destructive", "--allow-blocking"],
+        &spec,
+    );
     assert!(run.stdout.contains("removed "), "{}", run.stdout);
     assert!(!dir.join("src/pgstack/settings.rs").exists());
     migrate(&dir, &db);
@@ -277,7 +353,10 @@ async fn changing_a_stored_column_type_is_destructive() {
         "{}",
         run.stderr
     );
-    cli_ok(&["generate", "--allow-destructive"], &spec);
+    cli_ok(
+        &["generate", "--allow-destructive", "--allow-blocking"],
+        &spec,
+    );
     migrate(&dir, &db);
     // The conversion keeps the JSON text as bytes.
     assert_eq!(
@@ -470,10 +549,16 @@ async fn vector_collections_evolve_through_migrations() {
         .await;
 
     dir.write_spec(VECTOR_V2);
-    let run = cli_ok(&["generate"], &spec);
+    let run = cli_ok(&["generate", "--allow-blocking"], &spec);
     assert!(run.stdout.contains("alter_docs"), "{}", run.stdout);
     let names = migration_names(&dir);
-    let sql = dir.read(&format!("migration/sql/{}.up.sql", names[1]));
+    assert_eq!(
+        names.len(),
+        3,
+        "the change, then its concurrent index builds: {names:?}"
+    );
+    let sql = dir.read(&format!("migration/sql/{}.up.sql", names[1]))
+        + &dir.read(&format!("migration/sql/{}.up.sql", names[2]));
     let statements = statements(&sql);
     assert!(
         statements

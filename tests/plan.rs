@@ -2,7 +2,7 @@
 //! takes `old.toml` to `new.toml`, snapshotted as its up SQL, its down SQL and the changes it
 //! flags as destructive, or the error a change pgstack cannot migrate is refused with.
 
-use pgstack_gen::generate::{FileKind, Layout, generate};
+use pgstack_gen::generate::{Allow, FileKind, Layout, generate};
 use pgstack_spec::Spec;
 use pgstack_tests::crate_dir;
 
@@ -31,13 +31,13 @@ fn every_plan_case_renders_up_down_and_destructive() {
     assert!(cases.len() >= 8, "found {} cases", cases.len());
     for case in cases {
         let (old, new) = (spec(&case, "old.toml"), spec(&case, "new.toml"));
-        let first = generate(&old, &Layout::of(&old, "pgstack.toml"), None, true)
+        let first = generate(&old, &Layout::of(&old, "pgstack.toml"), None, Allow::ALL)
             .unwrap_or_else(|e| panic!("{case}: old.toml: {e}"));
         let next = match generate(
             &new,
             &Layout::of(&new, "pgstack.toml"),
             Some(&first.state),
-            true,
+            Allow::ALL,
         ) {
             Ok(next) => next,
             Err(e) => {
@@ -45,23 +45,40 @@ fn every_plan_case_renders_up_down_and_destructive() {
                 continue;
             }
         };
-        let name = next
-            .new_migration
-            .clone()
-            .unwrap_or_else(|| panic!("{case}: new.toml should need a migration"));
+        assert!(
+            !next.new_migrations.is_empty(),
+            "{case}: new.toml should need a migration"
+        );
+        // Every migration the change needs: the transactional one, then concurrent builds.
         let migration = |direction: &str| {
-            next.files
+            next.new_migrations
                 .iter()
-                .find(|f| {
-                    f.kind == FileKind::Migration
-                        && f.path.ends_with(&format!("{name}.{direction}.sql"))
+                .map(|name| {
+                    next.files
+                        .iter()
+                        .find(|f| {
+                            f.kind == FileKind::Migration
+                                && f.path.ends_with(&format!("{name}.{direction}.sql"))
+                        })
+                        .map(|f| f.contents.clone())
+                        .unwrap_or_else(|| panic!("{case}: no {direction} migration {name}"))
                 })
-                .map(|f| f.contents.clone())
-                .unwrap_or_else(|| panic!("{case}: no {direction} migration"))
+                .collect::<Vec<_>>()
+                .join("\n")
         };
+        let blocking = next.plan.blocking();
         let destructive = next.plan.destructive();
         let report = format!(
-            "-- destructive:\n{}\n\n{}\n{}",
+            "-- blocking:\n{}\n-- destructive:\n{}\n\n{}\n{}",
+            if blocking.is_empty() {
+                "--   (none)".to_string()
+            } else {
+                blocking
+                    .iter()
+                    .flat_map(|b| b.lines().map(|l| format!("--   {l}")).collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            },
             if destructive.is_empty() {
                 "--   (none)".to_string()
             } else {

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::GenError;
+use crate::generate::Allow;
 use crate::project::{Fix, MigrationFile, Project};
 use clap::{Parser, Subcommand};
 
@@ -31,6 +32,10 @@ enum Command {
         /// Allow changes that lose data (dropping a facility or field, changing a type).
         #[arg(long)]
         allow_destructive: bool,
+        /// Allow steps that rewrite or scan an existing table under a lock that blocks its
+        /// reads or writes (`plan` marks each step's lock).
+        #[arg(long)]
+        allow_blocking: bool,
     },
     /// Print the SQL the next migration would hold; write nothing.
     Plan {
@@ -49,6 +54,13 @@ enum Command {
         /// Defaults to $DATABASE_URL.
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// How long a DDL statement waits for its table's lock before the attempt fails
+        /// (queries on that table wait behind it meanwhile).
+        #[arg(long, default_value = "5s", value_parser = duration)]
+        lock_timeout: std::time::Duration,
+        /// How many times a migration that timed out waiting for a lock is tried again.
+        #[arg(long, default_value_t = 5)]
+        lock_retries: u32,
     },
     /// Report a live database's health for the spec's facilities (exit 1 on a critical finding).
     Doctor {
@@ -109,10 +121,29 @@ where
         Command::Generate {
             spec,
             allow_destructive,
-        } => generate(&spec, allow_destructive, out, err),
+            allow_blocking,
+        } => {
+            let allow = Allow {
+                destructive: allow_destructive,
+                blocking: allow_blocking,
+            };
+            generate(&spec, allow, out, err)
+        }
         Command::Plan { spec } => plan(&spec, out),
         Command::Check { spec } => check(&spec, out, err),
-        Command::Migrate { spec, database_url } => migrate(&spec, database_url, out),
+        Command::Migrate {
+            spec,
+            database_url,
+            lock_timeout,
+            lock_retries,
+        } => {
+            let options = pgstack::migrate::MigrateOptions {
+                lock_timeout,
+                lock_retries,
+                ..Default::default()
+            };
+            migrate(&spec, database_url, &options, out)
+        }
         Command::Doctor {
             spec,
             database_url,
@@ -155,15 +186,19 @@ where
 
 fn generate(
     spec: &Path,
-    allow_destructive: bool,
+    allow: Allow,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<u8, GenError> {
     let project = Project::open(spec)?;
-    let generation = project.generation(allow_destructive)?;
+    let generation = project.generation(allow)?;
     let report = project.write(&generation)?;
-    if let Some(name) = &generation.new_migration {
-        writeln!(out, "new migration {name}:")?;
+    if !generation.new_migrations.is_empty() {
+        writeln!(
+            out,
+            "new migration {}:",
+            generation.new_migrations.join(" and ")
+        )?;
         for change in &generation.plan.changes {
             writeln!(out, "  - {}", change.summary)?;
         }
@@ -188,10 +223,35 @@ fn generate(
 
 fn plan(spec: &Path, out: &mut dyn Write) -> Result<u8, GenError> {
     let project = Project::open(spec)?;
-    let generation = project.generation(true)?;
+    let generation = project.generation(Allow::ALL)?;
     if generation.plan.is_empty() {
         writeln!(out, "-- no changes: the recorded schema matches the spec")?;
         return Ok(OK);
+    }
+    let blocking = generation.plan.blocking();
+    if !blocking.is_empty() {
+        writeln!(
+            out,
+            "-- blocking steps on existing tables; `generate` needs --allow-blocking:"
+        )?;
+        for b in &blocking {
+            for line in b.lines() {
+                writeln!(out, "--   {line}")?;
+            }
+        }
+        writeln!(out)?;
+    }
+    let (_, concurrent) = generation.plan.clone().split_concurrent();
+    if !concurrent.is_empty() {
+        writeln!(
+            out,
+            "-- index builds on existing tables run CONCURRENTLY, in a migration of their own \
+             outside a transaction:"
+        )?;
+        for change in &concurrent.changes {
+            writeln!(out, "--   {}", change.summary)?;
+        }
+        writeln!(out)?;
     }
     let destructive = generation.plan.destructive();
     if !destructive.is_empty() {
@@ -258,7 +318,12 @@ fn check(spec: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Ge
     Ok(FAILURE)
 }
 
-fn migrate(spec: &Path, database_url: Option<String>, out: &mut dyn Write) -> Result<u8, GenError> {
+fn migrate(
+    spec: &Path,
+    database_url: Option<String>,
+    options: &pgstack::migrate::MigrateOptions,
+    out: &mut dyn Write,
+) -> Result<u8, GenError> {
     let project = Project::open(spec)?;
     let migrations = project.migrations()?;
     let Some(url) = database_url else {
@@ -270,10 +335,14 @@ fn migrate(spec: &Path, database_url: Option<String>, out: &mut dyn Write) -> Re
         .build()
         .map_err(GenError::Runtime)?;
     let report = runtime.block_on(async {
-        let db = sea_orm::Database::connect(connect_options(&url))
+        // Two connections: one holds the migration lock while the other builds indexes
+        // concurrently, outside a transaction.
+        let mut connect = connect_options(&url);
+        connect.max_connections(2);
+        let db = sea_orm::Database::connect(connect)
             .await
             .map_err(|e| GenError::Connect(e.to_string()))?;
-        let report = pgstack::migrate::apply(&db, &migrations)
+        let report = pgstack::migrate::apply_with(&db, &migrations, options)
             .await
             .map_err(|e| GenError::Migrate(Box::new(e)))?;
         db.close().await.ok();
@@ -281,6 +350,15 @@ fn migrate(spec: &Path, database_url: Option<String>, out: &mut dyn Write) -> Re
     })?;
     for name in &report.applied {
         writeln!(out, "applied {name}")?;
+    }
+    if report.lock_retries > 0 {
+        writeln!(
+            out,
+            "pgstack-gen: note: waited for a lock and tried again {} time{} (--lock-timeout {}ms)",
+            report.lock_retries,
+            if report.lock_retries == 1 { "" } else { "s" },
+            options.lock_timeout.as_millis()
+        )?;
     }
     if report.applied.is_empty() {
         writeln!(

@@ -25,6 +25,13 @@ pub enum GenError {
         .0.iter().map(|c| format!("  - {c}")).collect::<Vec<_>>().join("\n")
     )]
     Destructive(Vec<String>),
+    /// A step would rewrite or scan an existing table under a lock that blocks reads or
+    /// writes, and `--allow-blocking` was not given (exit 1).
+    #[error(
+        "refusing changes that block an existing table while they run; nothing was written:\n{}\nhelp: take the alternative named, or, when the tables are small or writes can wait, run `pgstack-gen generate --allow-blocking`",
+        .0.iter().map(|c| format!("  - {c}")).collect::<Vec<_>>().join("\n")
+    )]
+    Blocking(Vec<String>),
     /// The spec asks for a change pgstack cannot express as a migration.
     #[error("{0}")]
     Unsupported(String),

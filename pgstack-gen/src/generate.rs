@@ -11,6 +11,14 @@ use crate::schema::Schema;
 use crate::state::{RecordedMigration, STATE_FILE, State};
 use crate::templates;
 
+/// The first line of a migration that runs outside a transaction, one statement at a time
+/// (what both runners look for; `pgstack::migrate` knows it too).
+pub const NO_TRANSACTION: &str = "-- pgstack:no-transaction";
+
+/// The `lock_timeout` a generated sea-orm migration sets for its transaction; `pgstack-gen
+/// migrate` sets its own (`--lock-timeout`, the same default).
+pub const DEFAULT_LOCK_TIMEOUT: &str = "5s";
+
 /// How the CLI must treat a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
@@ -35,8 +43,9 @@ pub struct OutputFile {
 pub struct Generation {
     /// The changes since the recorded state (empty: nothing to migrate).
     pub plan: Plan,
-    /// The name of the migration this run adds, if any.
-    pub new_migration: Option<String>,
+    /// The migrations this run adds: none, one, or two when the change builds indexes on
+    /// existing tables (a transactional migration, then one of concurrent builds).
+    pub new_migrations: Vec<String>,
     /// The state after this run.
     pub state: State,
     /// Every file pgstack-gen owns or would create.
@@ -77,55 +86,90 @@ impl<'a> Layout<'a> {
     }
 }
 
-/// Computes the next state and every file; refuses destructive changes unless allowed.
+/// What `generate` may do beyond safe changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Allow {
+    /// Changes that lose data (`--allow-destructive`).
+    pub destructive: bool,
+    /// Steps that rewrite or scan an existing table under a lock blocking reads or writes
+    /// (`--allow-blocking`).
+    pub blocking: bool,
+}
+
+impl Allow {
+    pub const NOTHING: Allow = Allow {
+        destructive: false,
+        blocking: false,
+    };
+    pub const ALL: Allow = Allow {
+        destructive: true,
+        blocking: true,
+    };
+}
+
+/// Computes the next state and every file; refuses destructive and blocking changes unless
+/// allowed.
 pub fn generate(
     spec: &Spec,
     layout: &Layout<'_>,
     recorded: Option<&State>,
-    allow_destructive: bool,
+    allow: Allow,
 ) -> Result<Generation, GenError> {
     let desired = facility::desired_schema(spec)?;
-    let modules = facility::accessor_modules(spec, &desired, layout.spec_file)?;
     let empty = State::empty();
     let recorded = recorded.unwrap_or(&empty);
     let plan = diff(&recorded.schema, &desired)?;
     let destructive = plan.destructive();
-    if !destructive.is_empty() && !allow_destructive {
+    if !destructive.is_empty() && !allow.destructive {
         return Err(GenError::Destructive(destructive));
+    }
+    let blocking = plan.blocking();
+    if !blocking.is_empty() && !allow.blocking {
+        return Err(GenError::Blocking(blocking));
     }
 
     let mut state = recorded.clone();
     let mut files = Vec::new();
-    let mut new_migration = None;
+    let mut new_migrations = Vec::new();
     if !plan.is_empty() {
-        let name = format!(
-            "pgstack_{:04}_{}",
-            state.migrations.len() + 1,
-            plan.name_hint()
-        );
-        let up = migration_sql(&plan, &name, layout.spec_file, Direction::Up)?;
-        let down = migration_sql(&plan, &name, layout.spec_file, Direction::Down)?;
-        let summary = plan.changes.iter().map(|c| c.summary.clone()).collect();
-        state
-            .migrations
-            .push(RecordedMigration::new(&name, summary, &up, &down));
+        let hint = plan.name_hint();
+        let (transactional, concurrent) = plan.clone().split_concurrent();
+        for (part, transaction) in [(&transactional, true), (&concurrent, false)] {
+            if part.is_empty() {
+                continue;
+            }
+            let suffix = if !transaction && !transactional.is_empty() {
+                "_indexes"
+            } else {
+                ""
+            };
+            let name = format!("pgstack_{:04}_{hint}{suffix}", state.migrations.len() + 1);
+            let up = migration_sql(part, &name, layout.spec_file, Direction::Up)?;
+            let down = migration_sql(part, &name, layout.spec_file, Direction::Down)?;
+            let summary = part.changes.iter().map(|c| c.summary.clone()).collect();
+            let mut recorded = RecordedMigration::new(&name, summary, &up, &down);
+            recorded.transaction = transaction;
+            state.migrations.push(recorded);
+            files.push(OutputFile {
+                path: layout.migration_sql_path(&name, "up"),
+                contents: up,
+                kind: FileKind::Migration,
+            });
+            files.push(OutputFile {
+                path: layout.migration_sql_path(&name, "down"),
+                contents: down,
+                kind: FileKind::Migration,
+            });
+            new_migrations.push(name);
+        }
         state.schema = desired;
-        files.push(OutputFile {
-            path: layout.migration_sql_path(&name, "up"),
-            contents: up,
-            kind: FileKind::Migration,
-        });
-        files.push(OutputFile {
-            path: layout.migration_sql_path(&name, "down"),
-            contents: down,
-            kind: FileKind::Migration,
-        });
-        new_migration = Some(name);
     } else if state.schema.schema.is_empty() {
         state.schema = Schema::new(&spec.project.schema);
     }
 
     files.extend(migration_crate_files(spec, layout, &state)?);
+    let migrations: Vec<String> = state.migrations.iter().map(|m| m.name.clone()).collect();
+    let modules = facility::accessor_modules(spec, &state.schema, layout.spec_file, &migrations)?;
     for module in modules {
         files.push(OutputFile {
             path: format!("{}/{}", layout.accessors_dir, module.name),
@@ -136,7 +180,7 @@ pub fn generate(
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(Generation {
         plan,
-        new_migration,
+        new_migrations,
         state,
         files,
     })
@@ -166,6 +210,8 @@ fn migration_sql(
         name: &'a str,
         direction: &'static str,
         summary: String,
+        /// The runners' marker for a migration run outside a transaction.
+        no_transaction: Option<&'static str>,
         changes: Vec<ChangeCtx>,
     }
     let (direction, groups) = match direction {
@@ -189,6 +235,11 @@ fn migration_sql(
             name,
             direction,
             summary,
+            no_transaction: plan
+                .changes
+                .iter()
+                .any(|c| c.concurrent())
+                .then_some(NO_TRANSACTION),
             changes: groups
                 .into_iter()
                 .map(|(summary, statements)| ChangeCtx {
@@ -237,6 +288,8 @@ fn migration_crate_files(
     struct MigrationCtx<'a> {
         name: &'a str,
         summary: &'a [String],
+        transaction: bool,
+        lock_timeout: &'static str,
     }
     for migration in &state.migrations {
         let source = templates::render(
@@ -244,6 +297,8 @@ fn migration_crate_files(
             &MigrationCtx {
                 name: &migration.name,
                 summary: &migration.summary,
+                transaction: migration.transaction,
+                lock_timeout: DEFAULT_LOCK_TIMEOUT,
             },
         )?;
         files.push(OutputFile {

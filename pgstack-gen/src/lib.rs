@@ -14,7 +14,7 @@
 //! use pgstack_gen::project::Project;
 //!
 //! let project = Project::open("pgstack.toml".as_ref())?;
-//! let generation = project.generation(false)?;
+//! let generation = project.generation(pgstack_gen::generate::Allow::NOTHING)?;
 //! let report = project.write(&generation)?;
 //! for path in report.written {
 //!     println!("wrote {path}");

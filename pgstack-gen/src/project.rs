@@ -12,7 +12,7 @@ use pgstack_spec::{LoadError, Spec};
 
 use crate::checksum::checksum;
 use crate::error::GenError;
-use crate::generate::{FileKind, Generation, Layout, OutputFile, generate};
+use crate::generate::{Allow, FileKind, Generation, Layout, OutputFile, generate};
 use crate::state::{STATE_FILE, State};
 
 /// The marker on the first line of every file pgstack-gen owns.
@@ -116,13 +116,8 @@ impl Project {
         Layout::of(&self.spec, &self.spec_file)
     }
 
-    pub fn generation(&self, allow_destructive: bool) -> Result<Generation, GenError> {
-        generate(
-            &self.spec,
-            &self.layout(),
-            self.state.as_ref(),
-            allow_destructive,
-        )
+    pub fn generation(&self, allow: Allow) -> Result<Generation, GenError> {
+        generate(&self.spec, &self.layout(), self.state.as_ref(), allow)
     }
 
     fn read(&self, rel: &str) -> Result<Option<String>, GenError> {
@@ -236,7 +231,7 @@ impl Project {
 
     /// Every disagreement between spec, recorded state and files on disk.
     pub fn check(&self) -> Result<Vec<Mismatch>, GenError> {
-        let generation = self.generation(true)?;
+        let generation = self.generation(Allow::ALL)?;
         let layout = self.layout();
         let mut problems = Vec::new();
         if !generation.plan.is_empty() {

@@ -32,6 +32,17 @@ pub struct RecordedMigration {
     /// Checksums of `sql/<name>.up.sql` and `.down.sql`.
     pub up: String,
     pub down: String,
+    /// False for a migration of concurrent index builds, run outside a transaction.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub transaction: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl RecordedMigration {
@@ -41,6 +52,7 @@ impl RecordedMigration {
             summary,
             up: checksum(up_sql),
             down: checksum(down_sql),
+            transaction: true,
         }
     }
 }

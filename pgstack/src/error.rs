@@ -62,6 +62,17 @@ pub enum Error {
          been applied; run `pgstack-gen migrate` (or your migration crate's `up`)"
     )]
     NotMigrated { facility: String, table: String },
+    /// The start-up check ([`crate::migrate::verify`]) found the database behind the build.
+    #[error(
+        "the database is behind this build: {}{}{}; run `pgstack-gen migrate` (or your migration crate's `up`) against it",
+        if missing_migrations.is_empty() { String::new() } else { format!("{} migration(s) not applied ({})", missing_migrations.len(), missing_migrations.join(", ")) },
+        if missing_migrations.is_empty() || missing_tables.is_empty() { "" } else { "; " },
+        if missing_tables.is_empty() { String::new() } else { format!("table(s) missing ({})", missing_tables.join(", ")) }
+    )]
+    Unverified {
+        missing_migrations: Vec<String>,
+        missing_tables: Vec<String>,
+    },
     /// A migration could not be applied; nothing from this run was kept.
     #[error(transparent)]
     Migration(Box<MigrationError>),

@@ -8,6 +8,8 @@
 //! Applied migrations are recorded in sea-orm-migration's own `seaql_migrations` table, so the
 //! generated sea-orm-migration crate and `pgstack-gen migrate` agree on what has run.
 
+use std::time::Duration;
+
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
 use crate::error::{DbContext, Error, MigrationError, Result, pg_error};
@@ -31,6 +33,46 @@ pub struct MigrateReport {
     pub applied: Vec<String>,
     /// Migrations that were already applied.
     pub already_applied: usize,
+    /// Attempts that gave up waiting for a table lock (`lock_timeout`) and were tried again.
+    pub lock_retries: u32,
+}
+
+/// How a run waits for locks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrateOptions {
+    /// How long one DDL statement waits for its table's lock (`SET LOCAL lock_timeout`).
+    /// Queries on that table queue behind a waiting `ALTER TABLE`, so the wait is kept short
+    /// and the attempt fails instead (default 5s).
+    pub lock_timeout: Duration,
+    /// How many times an attempt that timed out waiting for a lock is made again, after 1s,
+    /// 2s, 4s, ... (default 5).
+    pub lock_retries: u32,
+    /// The first wait before a retry, doubled each time (default 1s).
+    pub retry_delay: Duration,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            lock_timeout: Duration::from_secs(5),
+            lock_retries: 5,
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The first line (after the header) of a migration that runs outside a transaction, one
+/// statement at a time: `pgstack-gen` writes its concurrent index builds so.
+pub const NO_TRANSACTION: &str = "-- pgstack:no-transaction";
+
+impl SqlMigration {
+    /// Whether it runs outside a transaction (concurrent index builds).
+    pub fn transactional(&self) -> bool {
+        !self
+            .up_sql
+            .lines()
+            .any(|line| line.starts_with(NO_TRANSACTION))
+    }
 }
 
 const CREATE_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS "seaql_migrations" (
@@ -38,23 +80,88 @@ const CREATE_TABLE: &str = r#"CREATE TABLE IF NOT EXISTS "seaql_migrations" (
     "applied_at" bigint NOT NULL
 )"#;
 
-/// Applies every migration of `migrations` not yet in `seaql_migrations`, in order, atomically.
+const RECORD: &str = r#"INSERT INTO "seaql_migrations" ("version", "applied_at")
+               VALUES ($1, extract(epoch FROM now())::bigint)"#;
+
+/// Applies every migration of `migrations` not yet in `seaql_migrations`, in order, with
+/// the default [`MigrateOptions`].
 pub async fn apply(db: &DatabaseConnection, migrations: &[SqlMigration]) -> Result<MigrateReport> {
-    let ctx = "migrations";
-    let txn = db.begin().await.in_facility(ctx)?;
-    // Held until commit or rollback; concurrent runners queue here.
-    txn.execute_raw(Statement::from_sql_and_values(
+    apply_with(db, migrations, &MigrateOptions::default()).await
+}
+
+/// Applies every migration of `migrations` not yet in `seaql_migrations`, in order, under the
+/// migration lock, so concurrent runners apply each once.
+///
+/// When every pending migration is transactional, they run in **one** transaction: a failure
+/// rolls the whole run back. A migration of concurrent index builds runs outside any
+/// transaction; then each migration commits on its own, in order, while a second connection
+/// holds the lock, and a failure leaves the migrations before it applied and the failed one as
+/// it was (an index build that failed is dropped again). An attempt that times out waiting
+/// for a table lock is rolled back and made again, up to `options.lock_retries` times.
+pub async fn apply_with(
+    db: &DatabaseConnection,
+    migrations: &[SqlMigration],
+    options: &MigrateOptions,
+) -> Result<MigrateReport> {
+    let mut retries = 0;
+    loop {
+        let attempt = if migrations.iter().all(SqlMigration::transactional) {
+            apply_in_one_transaction(db, migrations, options).await
+        } else {
+            apply_one_by_one(db, migrations, options).await
+        };
+        match attempt {
+            Err(e) if is_lock_timeout(&e) && retries < options.lock_retries => {
+                let delay = options.retry_delay * 2u32.saturating_pow(retries);
+                tracing::warn!(
+                    target: "pgstack::migrate",
+                    error = %e,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "pgstack migrate: a statement gave up waiting for its table's lock (a long transaction holds it); trying again"
+                );
+                retries += 1;
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+            Ok(mut report) => {
+                report.lock_retries = retries;
+                return Ok(report);
+            }
+        }
+    }
+}
+
+/// `lock_not_available`: a statement waited `lock_timeout` for a lock.
+fn is_lock_timeout(error: &Error) -> bool {
+    let cause = match error {
+        Error::Migration(m) => &m.cause,
+        Error::Database { cause, .. } => cause,
+        _ => return false,
+    };
+    pg_error(cause).is_some_and(|e| e.code() == "55P03")
+}
+
+fn lock_timeout_sql(options: &MigrateOptions) -> String {
+    format!(
+        "SET LOCAL lock_timeout = '{}ms'",
+        options.lock_timeout.as_millis().max(1)
+    )
+}
+
+async fn take_lock<C: ConnectionTrait>(c: &C) -> Result<()> {
+    c.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         "SELECT pg_advisory_xact_lock($1)",
         [MIGRATION_LOCK_KEY.into()],
     ))
     .await
-    .in_facility(ctx)?;
-    txn.execute_unprepared(CREATE_TABLE)
-        .await
-        .in_facility(ctx)?;
-    // Read after taking the lock: in READ COMMITTED this sees every earlier runner's commit.
-    let rows = txn
+    .in_facility("migrations")?;
+    Ok(())
+}
+
+async fn applied_set<C: ConnectionTrait>(c: &C) -> Result<std::collections::HashSet<String>> {
+    let ctx = "migrations";
+    let rows = c
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
             r#"SELECT "version" FROM "seaql_migrations""#,
@@ -65,39 +172,249 @@ pub async fn apply(db: &DatabaseConnection, migrations: &[SqlMigration]) -> Resu
     for row in rows {
         done.insert(row.try_get_by_index::<String>(0).in_facility(ctx)?);
     }
+    Ok(done)
+}
+
+async fn record<C: ConnectionTrait>(c: &C, migration: &SqlMigration) -> Result<()> {
+    c.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        RECORD,
+        [migration.name.clone().into()],
+    ))
+    .await
+    .in_facility("migrations")?;
+    Ok(())
+}
+
+/// Runs `migration`'s statements on `c`, one at a time, so a failure names the statement and
+/// its line.
+async fn run_statements<C: ConnectionTrait>(c: &C, migration: &SqlMigration) -> Result<()> {
+    for statement in split_statements(&migration.up_sql) {
+        if let Err(source) = c.execute_unprepared(statement.sql).await {
+            let line = statement.line + error_line_offset(statement.sql, &source);
+            if !migration.transactional()
+                && let Some(index) = concurrent_index(statement.sql)
+            {
+                drop_failed_index(c, migration, index).await;
+            }
+            return Err(Error::Migration(Box::new(MigrationError {
+                name: migration.name.clone(),
+                file: migration.file.clone(),
+                line,
+                statement: statement.first_line().to_string(),
+                cause: source,
+            })));
+        }
+    }
+    Ok(())
+}
+
+/// Every pending migration in one transaction that first takes the migration lock.
+async fn apply_in_one_transaction(
+    db: &DatabaseConnection,
+    migrations: &[SqlMigration],
+    options: &MigrateOptions,
+) -> Result<MigrateReport> {
+    let ctx = "migrations";
+    let txn = db.begin().await.in_facility(ctx)?;
+    // Held until commit or rollback; concurrent runners queue here.
+    take_lock(&txn).await?;
+    txn.execute_unprepared(&lock_timeout_sql(options))
+        .await
+        .in_facility(ctx)?;
+    txn.execute_unprepared(CREATE_TABLE)
+        .await
+        .in_facility(ctx)?;
+    // Read after taking the lock: in READ COMMITTED this sees every earlier runner's commit.
+    let done = applied_set(&txn).await?;
     let mut report = MigrateReport::default();
     for migration in migrations {
         if done.contains(&migration.name) {
             report.already_applied += 1;
             continue;
         }
-        // One statement at a time, so a failure names the statement and its line.
-        for statement in split_statements(&migration.up_sql) {
-            txn.execute_unprepared(statement.sql)
-                .await
-                .map_err(|source| {
-                    let line = statement.line + error_line_offset(statement.sql, &source);
-                    Error::Migration(Box::new(MigrationError {
-                        name: migration.name.clone(),
-                        file: migration.file.clone(),
-                        line,
-                        statement: statement.first_line().to_string(),
-                        cause: source,
-                    }))
-                })?;
-        }
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            r#"INSERT INTO "seaql_migrations" ("version", "applied_at")
-               VALUES ($1, extract(epoch FROM now())::bigint)"#,
-            [migration.name.clone().into()],
-        ))
-        .await
-        .in_facility(ctx)?;
+        run_statements(&txn, migration).await?;
+        record(&txn, migration).await?;
         report.applied.push(migration.name.clone());
     }
     txn.commit().await.in_facility(ctx)?;
     Ok(report)
+}
+
+/// Each pending migration committed on its own, in order, while a transaction on another
+/// connection holds the migration lock. That transaction only takes the lock: it holds no
+/// snapshot and no table lock, so `CREATE INDEX CONCURRENTLY` does not wait for it.
+async fn apply_one_by_one(
+    db: &DatabaseConnection,
+    migrations: &[SqlMigration],
+    options: &MigrateOptions,
+) -> Result<MigrateReport> {
+    let ctx = "migrations";
+    // (The pool accessor panics on a connection that is not PostgreSQL's: checked first.)
+    if db.get_database_backend() == DbBackend::Postgres
+        && db
+            .get_postgres_connection_pool()
+            .options()
+            .get_max_connections()
+            < 2
+    {
+        return Err(Error::InvalidArgument {
+            facility: ctx.to_string(),
+            message: "a migration builds indexes concurrently: one connection holds the \
+                      migration lock while another builds them, so the pool needs at least 2 \
+                      connections (`ConnectOptions::max_connections(2)`)"
+                .to_string(),
+        });
+    }
+    let holder = hold_lock(db).await?;
+    // Under the lock (concurrent CREATE TABLE IF NOT EXISTS can collide), and not in the
+    // holder's transaction, which must hold no locks the other connection needs.
+    db.execute_unprepared(CREATE_TABLE).await.in_facility(ctx)?;
+    let done = applied_set(db).await?;
+    let mut report = MigrateReport::default();
+    for migration in migrations {
+        if done.contains(&migration.name) {
+            report.already_applied += 1;
+            continue;
+        }
+        if migration.transactional() {
+            let txn = db.begin().await.in_facility(ctx)?;
+            txn.execute_unprepared(&lock_timeout_sql(options))
+                .await
+                .in_facility(ctx)?;
+            run_statements(&txn, migration).await?;
+            record(&txn, migration).await?;
+            txn.commit().await.in_facility(ctx)?;
+        } else {
+            run_statements(db, migration).await?;
+            record(db, migration).await?;
+        }
+        report.applied.push(migration.name.clone());
+    }
+    holder.commit().await.in_facility(ctx)?;
+    Ok(report)
+}
+
+/// A transaction holding the migration lock. The lock is tried, not waited for: a session
+/// waiting in `pg_advisory_xact_lock` holds a snapshot, and the holder's `CREATE INDEX
+/// CONCURRENTLY` waits for every transaction with an older snapshot to end, so two runners
+/// would wait for each other for ever. Between tries this runner holds nothing.
+async fn hold_lock(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction> {
+    let ctx = "migrations";
+    loop {
+        let holder = db.begin().await.in_facility(ctx)?;
+        let row = holder
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_try_advisory_xact_lock($1)",
+                [MIGRATION_LOCK_KEY.into()],
+            ))
+            .await
+            .in_facility(ctx)?;
+        let taken = match row {
+            Some(row) => row.try_get_by_index::<bool>(0).in_facility(ctx)?,
+            None => false,
+        };
+        if taken {
+            return Ok(holder);
+        }
+        holder.rollback().await.in_facility(ctx)?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The index a `CREATE [UNIQUE] INDEX CONCURRENTLY "name"` statement builds.
+fn concurrent_index(sql: &str) -> Option<&str> {
+    if !sql.starts_with("CREATE") {
+        return None;
+    }
+    let rest = sql.split_once("INDEX CONCURRENTLY ")?.1.strip_prefix('"')?;
+    rest.split_once('"').map(|(name, _)| name)
+}
+
+/// A failed concurrent build leaves an INVALID index behind; drop it so the database is as it
+/// was. If that fails too, say how to do it by hand.
+async fn drop_failed_index<C: ConnectionTrait>(c: &C, migration: &SqlMigration, index: &str) {
+    let found = c
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT format('%I.%I', n.nspname, i.relname) FROM pg_class i \
+             JOIN pg_namespace n ON n.oid = i.relnamespace \
+             JOIN pg_index x ON x.indexrelid = i.oid \
+             WHERE i.relname = $1 AND NOT x.indisvalid",
+            [index.into()],
+        ))
+        .await;
+    let Ok(Some(row)) = found else {
+        return;
+    };
+    let Ok(qualified) = row.try_get_by_index::<String>(0) else {
+        return;
+    };
+    let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}");
+    if let Err(e) = c.execute_unprepared(&drop).await {
+        tracing::error!(
+            target: "pgstack::migrate",
+            migration = %migration.name,
+            index,
+            error = %e,
+            "pgstack migrate: a failed concurrent index build left an INVALID index that could not be dropped; run `{drop}` before migrating again"
+        );
+    }
+}
+
+/// The start-up self-check: every one of `migrations` is recorded in `seaql_migrations` and
+/// every one of `tables` (schema-qualified) exists; else [`Error::Unverified`] naming what is
+/// missing. Migrations applied beyond `migrations` are fine (a newer build migrated first).
+/// Generated accessors call it as `db::verify(&db)`.
+pub async fn verify<C: ConnectionTrait>(
+    db: &C,
+    migrations: &[&str],
+    tables: &[&str],
+) -> Result<()> {
+    let ctx = "migrations";
+    let names = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT to_regclass('seaql_migrations') IS NOT NULL, \
+                    array(SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NULL)",
+            [names(tables).into()],
+        ))
+        .await
+        .in_facility(ctx)?;
+    let (recorded, missing_tables): (bool, Vec<String>) = match row {
+        Some(row) => (
+            row.try_get_by_index(0).in_facility(ctx)?,
+            row.try_get_by_index(1).in_facility(ctx)?,
+        ),
+        None => (false, names(tables)),
+    };
+    let missing_migrations: Vec<String> = if recorded {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                r#"SELECT array(SELECT m FROM unnest($1::text[]) WITH ORDINALITY AS u(m, n)
+                   WHERE NOT EXISTS (SELECT 1 FROM "seaql_migrations" WHERE "version" = m)
+                   ORDER BY n)"#,
+                [names(migrations).into()],
+            ))
+            .await
+            .in_facility(ctx)?;
+        match row {
+            Some(row) => row.try_get_by_index(0).in_facility(ctx)?,
+            None => names(migrations),
+        }
+    } else {
+        names(migrations)
+    };
+    if missing_migrations.is_empty() && missing_tables.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Unverified {
+        missing_migrations,
+        missing_tables,
+    })
 }
 
 /// Names of the migrations recorded as applied, for status displays.

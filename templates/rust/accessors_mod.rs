@@ -19,3 +19,24 @@ pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
     {%- endfor %}
 }
 {%- endif %}
+
+/// The migrations these accessors were generated with, oldest first.
+pub const MIGRATIONS: &[&str] = &[
+{%- for m in migrations %}
+    {{ m | rust_str }},
+{%- endfor %}
+];
+
+/// Every table of the spec's facilities, schema-qualified.
+pub const TABLES: &[&str] = &[
+{%- for t in tables %}
+    {{ t | rust_str }},
+{%- endfor %}
+];
+
+/// The start-up self-check: the database has every migration these accessors were generated
+/// with, and every table they use, or the error names what is missing and what to run. Two
+/// catalog lookups; cheap enough for every start.
+pub async fn verify<C: ::pgstack::sea_orm::ConnectionTrait>(db: &C) -> ::pgstack::Result<()> {
+    ::pgstack::migrate::verify(db, MIGRATIONS, TABLES).await
+}

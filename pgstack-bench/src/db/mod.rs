@@ -21,3 +21,34 @@ pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
         .queue(&bench_jobs::QUEUE)
         .rate_limiter(&bench_limit::LIMITER)
 }
+
+/// The migrations these accessors were generated with, oldest first.
+pub const MIGRATIONS: &[&str] = &[
+    "pgstack_0001_initial",
+    "pgstack_0002_update_bench_cache_bench_limit",
+    "pgstack_0003_update_bench_vec128_bench_vec1536",
+    "pgstack_0004_update_helpers",
+    "pgstack_0005_update_helpers",
+    "pgstack_0006_alter_bench_jobs",
+];
+
+/// Every table of the spec's facilities, schema-qualified.
+pub const TABLES: &[&str] = &[
+    "public.bench_cache",
+    "public.bench_jobs",
+    "public.bench_jobs_dead",
+    "public.bench_limit",
+    "public.bench_vec128",
+    "public.bench_vec1536",
+    "public.pgstack_queue_pauses",
+    "public.pgstack_queue_waiters",
+];
+
+/// The start-up self-check: the database has every migration these accessors were generated
+/// with, and every table they use, or the error names what is missing and what to run. Two
+/// catalog lookups; cheap enough for every start.
+pub async fn verify<C: ::pgstack::sea_orm::ConnectionTrait>(
+    db: &C,
+) -> ::pgstack::Result<()> {
+    ::pgstack::migrate::verify(db, MIGRATIONS, TABLES).await
+}

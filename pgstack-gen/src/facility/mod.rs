@@ -54,6 +54,7 @@ pub fn accessor_modules(
     spec: &Spec,
     schema: &Schema,
     spec_file: &str,
+    migrations: &[String],
 ) -> Result<Vec<Module>, GenError> {
     let header = templates::header(spec_file);
     let mut modules = Vec::new();
@@ -79,6 +80,9 @@ pub fn accessor_modules(
         modules: Vec<&'a str>,
         /// `db::upkeep()`'s builder calls, e.g. `.cache(&pages::CACHE)`, in module order.
         upkeep: Vec<String>,
+        /// `db::verify()`'s expectations: the migrations, and every table, schema-qualified.
+        migrations: &'a [String],
+        tables: Vec<String>,
     }
     let source = templates::render(
         "rust/accessors_mod.rs",
@@ -86,6 +90,12 @@ pub fn accessor_modules(
             spec_file,
             modules: names,
             upkeep: upkeep_calls(spec),
+            migrations,
+            tables: schema
+                .tables
+                .keys()
+                .map(|t| format!("{}.{t}", schema.schema))
+                .collect(),
         },
     )?;
     modules.push(Module {

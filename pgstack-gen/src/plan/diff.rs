@@ -242,6 +242,22 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
             Some(old_index) if index_affected(old_index) => " (its column was rebuilt)",
             Some(_) => continue,
         };
+        // On a table that may hold rows, built without blocking writes.
+        let (create, drop) = if old.tables.contains_key(&index.table) {
+            (
+                Step::CreateIndexConcurrently {
+                    index: index.clone(),
+                },
+                Step::DropIndexConcurrently { name: name.clone() },
+            )
+        } else {
+            (
+                Step::CreateIndex {
+                    index: index.clone(),
+                },
+                Step::DropIndex { name: name.clone() },
+            )
+        };
         changes.push(Change {
             summary: format!("create index `{name}` on `{}`{reason}", index.table),
             facility: owner_of(new, &index.table),
@@ -252,10 +268,8 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
                 Verb::Alter
             },
             destructive: None,
-            up: vec![Step::CreateIndex {
-                index: index.clone(),
-            }],
-            down: vec![Step::DropIndex { name: name.clone() }],
+            up: vec![create],
+            down: vec![drop],
         });
     }
 
@@ -304,6 +318,7 @@ pub fn diff(old: &Schema, new: &Schema) -> Result<Plan, GenError> {
         schema: new.schema.clone(),
         initial: old.is_empty(),
         changes,
+        existing_tables: old.tables.keys().cloned().collect(),
     })
 }
 

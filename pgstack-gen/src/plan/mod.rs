@@ -10,8 +10,10 @@
 
 mod columns;
 mod diff;
+mod lock;
 
 pub use diff::diff;
+pub use lock::{Effect, LockNote, lock_of};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -93,7 +95,16 @@ pub enum Step {
     CreateIndex {
         index: Index,
     },
+    /// An index on a table that already holds rows: built without blocking writes, outside
+    /// the migration's transaction (a migration of its own). A leftover INVALID index of the
+    /// same name (a build that failed) is dropped first.
+    CreateIndexConcurrently {
+        index: Index,
+    },
     DropIndex {
+        name: String,
+    },
+    DropIndexConcurrently {
         name: String,
     },
     SetComment {
@@ -141,6 +152,18 @@ pub struct Change {
     pub down: Vec<Step>,
 }
 
+impl Change {
+    /// Whether its steps run outside a transaction (concurrent index builds).
+    pub fn concurrent(&self) -> bool {
+        self.up.iter().any(|s| {
+            matches!(
+                s,
+                Step::CreateIndexConcurrently { .. } | Step::DropIndexConcurrently { .. }
+            )
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verb {
     Create,
@@ -155,6 +178,8 @@ pub struct Plan {
     /// True when the recorded schema was empty (the first migration).
     pub initial: bool,
     pub changes: Vec<Change>,
+    /// Tables of the recorded schema: they may hold rows, so locks on them matter.
+    pub existing_tables: BTreeSet<String>,
 }
 
 impl Plan {
@@ -174,15 +199,61 @@ impl Plan {
             .collect()
     }
 
-    /// The up statements, grouped by change: `(summary, statements)`.
+    /// The lock each up step of `change` takes.
+    pub fn locks(&self, change: &Change) -> Vec<LockNote> {
+        let existing = |table: &str| self.existing_tables.contains(table);
+        change.up.iter().map(|s| lock_of(s, &existing)).collect()
+    }
+
+    /// The blocking steps on existing tables, for the refusal message: what each does and
+    /// the safe alternative.
+    pub fn blocking(&self) -> Vec<String> {
+        self.changes
+            .iter()
+            .flat_map(|c| {
+                self.locks(c)
+                    .into_iter()
+                    .filter(LockNote::blocking)
+                    .map(|note| {
+                        format!(
+                            "{}: {}\n    instead: {}",
+                            c.summary,
+                            note.comment().trim_start_matches("-- lock: "),
+                            note.alternative.unwrap_or("run it when writes can wait")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The plan split in two: the changes that run in the migration's transaction, and those
+    /// that run outside one (concurrent index builds), which go in a migration of their own
+    /// after it. Either may be empty.
+    pub fn split_concurrent(self) -> (Plan, Plan) {
+        let (concurrent, transactional): (Vec<Change>, Vec<Change>) =
+            self.changes.into_iter().partition(Change::concurrent);
+        let part = |changes| Plan {
+            schema: self.schema.clone(),
+            initial: self.initial,
+            changes,
+            existing_tables: self.existing_tables.clone(),
+        };
+        (part(transactional), part(concurrent))
+    }
+
+    /// The up statements, grouped by change: `(summary, statements)`, each statement headed
+    /// by the lock it takes.
     pub fn up_sql(&self) -> Result<Vec<(String, Vec<String>)>, GenError> {
         self.changes
             .iter()
             .map(|c| {
-                let statements =
-                    c.up.iter()
-                        .map(|s| s.render(&self.schema))
-                        .collect::<Result<Vec<_>, _>>()?;
+                let statements = c
+                    .up
+                    .iter()
+                    .zip(self.locks(c))
+                    .map(|(s, lock)| Ok(format!("{}\n{}", lock.comment(), s.render(&self.schema)?)))
+                    .collect::<Result<Vec<_>, GenError>>()?;
                 Ok((c.summary.clone(), statements))
             })
             .collect()

@@ -58,3 +58,68 @@ pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
         .json_kv(&settings::STORE)
         .queue(&ticking::QUEUE)
 }
+
+/// The migrations these accessors were generated with, oldest first.
+pub const MIGRATIONS: &[&str] = &[
+    "pgstack_0001_initial",
+    "pgstack_0002_update_archived_jobs_raw_jobs",
+    "pgstack_0003_update_helpers",
+    "pgstack_0004_update_blob_cache_and_10_more",
+    "pgstack_0005_update_articles_and_4_more",
+    "pgstack_0006_update_helpers",
+    "pgstack_0007_update_helpers",
+    "pgstack_0008_update_archived_and_3_more",
+    "pgstack_0009_create_ticking",
+    "pgstack_0010_alter_profiles",
+];
+
+/// Every table of the spec's facilities, schema-qualified.
+pub const TABLES: &[&str] = &[
+    "public.archived",
+    "public.archived_archive",
+    "public.archived_archive_default",
+    "public.articles",
+    "public.blob_cache",
+    "public.blobs",
+    "public.fast_bucket",
+    "public.fast_fixed",
+    "public.fast_gcra",
+    "public.fast_sliding",
+    "public.fingerprints",
+    "public.flags",
+    "public.fragments",
+    "public.fragments_p0",
+    "public.fragments_p1",
+    "public.fragments_p2",
+    "public.fragments_p3",
+    "public.hour_bucket",
+    "public.hour_fixed",
+    "public.hour_gcra",
+    "public.hour_sliding",
+    "public.images",
+    "public.jobs",
+    "public.jobs_dead",
+    "public.notes",
+    "public.ordered",
+    "public.ordered_dead",
+    "public.pages",
+    "public.pgstack_queue_pauses",
+    "public.pgstack_queue_schedules",
+    "public.pgstack_queue_waiters",
+    "public.profiles",
+    "public.raw_jobs",
+    "public.settings",
+    "public.tenant_docs",
+    "public.terms",
+    "public.ticking",
+    "public.ticking_dead",
+];
+
+/// The start-up self-check: the database has every migration these accessors were generated
+/// with, and every table they use, or the error names what is missing and what to run. Two
+/// catalog lookups; cheap enough for every start.
+pub async fn verify<C: ::pgstack::sea_orm::ConnectionTrait>(
+    db: &C,
+) -> ::pgstack::Result<()> {
+    ::pgstack::migrate::verify(db, MIGRATIONS, TABLES).await
+}

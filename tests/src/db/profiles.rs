@@ -35,7 +35,7 @@ pub static STORE: ::pgstack::document::DocumentStore = ::pgstack::document::Docu
         ::pgstack::document::FieldDef {
             name: "score",
             unique: false,
-            index_name: None,
+            index_name: Some("profiles_score_idx"),
         },
         ::pgstack::document::FieldDef {
             name: "signed_up",
@@ -82,7 +82,7 @@ pub mod fields {
         "email",
     );
 
-    /// `score`: `double` read from `stats.score`.
+    /// `score`: `double` read from `stats.score`, indexed.
     pub const SCORE: ::pgstack::document::Field<f64> = ::pgstack::document::Field::new(
         "score",
     );

@@ -25,3 +25,38 @@ pub fn upkeep() -> ::pgstack::upkeep::Upkeep {
         .bytes_kv(&sessions::STORE)
         .json_kv(&settings::STORE)
 }
+
+/// The migrations these accessors were generated with, oldest first.
+pub const MIGRATIONS: &[&str] = &[
+    "pgstack_0001_initial",
+    "pgstack_0002_create_emails",
+    "pgstack_0003_update_helpers",
+    "pgstack_0004_update_api_pages",
+    "pgstack_0005_create_articles",
+    "pgstack_0006_update_helpers",
+    "pgstack_0007_update_helpers",
+    "pgstack_0008_alter_emails",
+];
+
+/// Every table of the spec's facilities, schema-qualified.
+pub const TABLES: &[&str] = &[
+    "public.api",
+    "public.articles",
+    "public.emails",
+    "public.emails_dead",
+    "public.pages",
+    "public.pgstack_queue_pauses",
+    "public.pgstack_queue_waiters",
+    "public.sessions",
+    "public.settings",
+    "public.user_profiles",
+];
+
+/// The start-up self-check: the database has every migration these accessors were generated
+/// with, and every table they use, or the error names what is missing and what to run. Two
+/// catalog lookups; cheap enough for every start.
+pub async fn verify<C: ::pgstack::sea_orm::ConnectionTrait>(
+    db: &C,
+) -> ::pgstack::Result<()> {
+    ::pgstack::migrate::verify(db, MIGRATIONS, TABLES).await
+}

@@ -24,6 +24,10 @@ impl MigrationTrait for Migration {
         let sql = include_str!(
             "../../sql/pgstack_0003_update_bench_vec128_bench_vec1536.up.sql"
         );
+        manager
+            .get_connection()
+            .execute_unprepared("SET LOCAL lock_timeout = '5s'")
+            .await?;
         manager.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }

@@ -13,6 +13,7 @@ mod pgstack_0006_update_helpers;
 mod pgstack_0007_update_helpers;
 mod pgstack_0008_update_archived_and_3_more;
 mod pgstack_0009_create_ticking;
+mod pgstack_0010_alter_profiles;
 
 /// Every pgstack migration, in the order they run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -25,6 +26,7 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(pgstack_0006_update_helpers::Migration),
         Box::new(pgstack_0007_update_helpers::Migration),
         Box::new(pgstack_0008_update_archived_and_3_more::Migration),
-        Box::new(pgstack_0009_create_ticking::Migration)
+        Box::new(pgstack_0009_create_ticking::Migration),
+        Box::new(pgstack_0010_alter_profiles::Migration)
     ]
 }

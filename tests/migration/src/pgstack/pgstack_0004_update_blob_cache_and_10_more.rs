@@ -33,6 +33,10 @@ impl MigrationTrait for Migration {
         let sql = include_str!(
             "../../sql/pgstack_0004_update_blob_cache_and_10_more.up.sql"
         );
+        manager
+            .get_connection()
+            .execute_unprepared("SET LOCAL lock_timeout = '5s'")
+            .await?;
         manager.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }

@@ -31,6 +31,10 @@ impl MigrationTrait for Migration {
         let sql = include_str!(
             "../../sql/pgstack_0005_update_articles_and_4_more.up.sql"
         );
+        manager
+            .get_connection()
+            .execute_unprepared("SET LOCAL lock_timeout = '5s'")
+            .await?;
         manager.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }

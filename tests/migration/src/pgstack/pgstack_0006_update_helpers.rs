@@ -16,6 +16,10 @@ impl MigrationName for Migration {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let sql = include_str!("../../sql/pgstack_0006_update_helpers.up.sql");
+        manager
+            .get_connection()
+            .execute_unprepared("SET LOCAL lock_timeout = '5s'")
+            .await?;
         manager.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }

@@ -30,6 +30,10 @@ impl MigrationTrait for Migration {
         let sql = include_str!(
             "../../sql/pgstack_0008_update_archived_and_3_more.up.sql"
         );
+        manager
+            .get_connection()
+            .execute_unprepared("SET LOCAL lock_timeout = '5s'")
+            .await?;
         manager.get_connection().execute_unprepared(sql).await?;
         Ok(())
     }
