@@ -42,10 +42,14 @@ enum Command {
         #[arg(long, default_value = "pgstack.toml")]
         spec: PathBuf,
     },
-    /// Check that spec, recorded state and generated files agree (for CI).
+    /// Check that spec, recorded state and generated files agree (for CI); with
+    /// --database-url, also that the live database matches what the migrations make.
     Check {
         #[arg(long, default_value = "pgstack.toml")]
         spec: PathBuf,
+        /// Compare this database's catalog with the recorded schema (live drift).
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Apply pending migrations under an advisory lock (safe from several processes at once).
     Migrate {
@@ -130,7 +134,13 @@ where
             generate(&spec, allow, out, err)
         }
         Command::Plan { spec } => plan(&spec, out),
-        Command::Check { spec } => check(&spec, out, err),
+        Command::Check { spec, database_url } => {
+            let files = check(&spec, out, err);
+            match (files, database_url) {
+                (Ok(code), Some(url)) => drift(&spec, &url, out, err).map(|d| d.max(code)),
+                (files, _) => files,
+            }
+        }
         Command::Migrate {
             spec,
             database_url,
@@ -315,6 +325,56 @@ fn check(spec: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, Ge
             spec.display()
         )?;
     }
+    Ok(FAILURE)
+}
+
+/// `check --database-url`: the live catalog against the recorded schema.
+fn drift(spec: &Path, url: &str, out: &mut dyn Write, err: &mut dyn Write) -> Result<u8, GenError> {
+    let project = Project::open(spec)?;
+    let Some(state) = &project.state else {
+        writeln!(
+            out,
+            "pgstack-gen: no migrations recorded yet; nothing to compare the database with"
+        )?;
+        return Ok(OK);
+    };
+    let migrations: Vec<String> = state.migrations.iter().map(|m| m.name.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(GenError::Runtime)?;
+    let found = runtime.block_on(async {
+        let db = sea_orm::Database::connect(connect_options(url))
+            .await
+            .map_err(|e| GenError::Connect(e.to_string()))?;
+        let found = crate::drift::detect(&db, &state.schema, &migrations).await;
+        db.close().await.ok();
+        found
+    })?;
+    if found.is_empty() {
+        writeln!(
+            out,
+            "pgstack-gen: the database matches what {}'s migrations make",
+            spec.display()
+        )?;
+        return Ok(OK);
+    }
+    writeln!(
+        err,
+        "pgstack-gen: the database has drifted from what {}'s migrations make ({} difference{}):",
+        spec.display(),
+        found.len(),
+        if found.len() == 1 { "" } else { "s" }
+    )?;
+    for d in &found {
+        writeln!(err, "  - {d}")?;
+    }
+    writeln!(
+        err,
+        "help: a change made by hand belongs in the spec (then `pgstack-gen generate`); to \
+         restore what the migrations make, undo it, or run `pgstack-gen migrate` for what is \
+         not applied"
+    )?;
     Ok(FAILURE)
 }
 

@@ -160,12 +160,17 @@ const GRADUATE_JOBS_PER_MINUTE: f64 = 100_000.0;
 const GRADUATE_VECTORS: f64 = 10_000_000.0;
 const GRADUATE_DATABASE_BYTES: f64 = 500e9;
 
-struct Db<'a> {
-    conn: &'a DatabaseConnection,
+/// Catalog queries, their errors as `GenError` (shared with `drift.rs`).
+pub(crate) struct Db<'a> {
+    pub(crate) conn: &'a DatabaseConnection,
 }
 
 impl Db<'_> {
-    async fn rows(&self, sql: &str, values: Vec<Value>) -> Result<Vec<QueryResult>, GenError> {
+    pub(crate) async fn rows(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Vec<QueryResult>, GenError> {
         self.conn
             .query_all_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
@@ -173,17 +178,21 @@ impl Db<'_> {
                 values,
             ))
             .await
-            .map_err(|e| GenError::Connect(format!("doctor query failed: {e}")))
+            .map_err(|e| GenError::Connect(format!("a catalog query failed: {e}")))
     }
 
-    async fn one(&self, sql: &str, values: Vec<Value>) -> Result<Option<QueryResult>, GenError> {
+    pub(crate) async fn one(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Option<QueryResult>, GenError> {
         Ok(self.rows(sql, values).await?.into_iter().next())
     }
 }
 
-fn get<T: sea_orm::TryGetable>(row: &QueryResult, i: usize) -> Result<T, GenError> {
+pub(crate) fn get<T: sea_orm::TryGetable>(row: &QueryResult, i: usize) -> Result<T, GenError> {
     row.try_get_by_index(i)
-        .map_err(|e| GenError::Connect(format!("doctor: unexpected result: {e}")))
+        .map_err(|e| GenError::Connect(format!("unexpected result of a catalog query: {e}")))
 }
 
 /// Examines `conn` for the facilities of `schema` (the spec's desired schema).

@@ -25,6 +25,7 @@
 pub mod checksum;
 pub mod cli;
 pub mod doctor;
+pub mod drift;
 mod error;
 pub mod facility;
 pub mod generate;
