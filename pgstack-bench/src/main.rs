@@ -1,5 +1,5 @@
 //! `pgstack-bench FACILITY [--seconds N] [--workers LIST] [--cases LIST] [--database-url URL]
-//! [--listen-url URL]`
+//! [--listen-url URL] [--rows N]`
 //!
 //! Measures pgstack's accessors and, in the same run against the same server, the baselines:
 //! `seed` (the seed article's recipe), `raw_sql` (hand-written SQL through the same driver) and
@@ -17,6 +17,7 @@ mod db;
 mod load;
 mod queue;
 mod report;
+mod schema_change;
 mod vector;
 
 use std::time::Duration;
@@ -48,6 +49,9 @@ struct Args {
     /// enqueue_to_start), comma-separated; default all.
     #[arg(long, value_delimiter = ',')]
     cases: Option<Vec<String>>,
+    /// schema_change only: documents in the collection the field is added to.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
     /// Queue only: a URL straight to PostgreSQL for the workers' LISTEN, when
     /// `--database-url` goes through a transaction pooler (else they poll).
     #[arg(long)]
@@ -61,6 +65,9 @@ enum Facility {
     #[value(name = "rate_limit")]
     RateLimit,
     Vector,
+    /// Adding an indexed document field under a concurrent writer and reader.
+    #[value(name = "schema_change")]
+    SchemaChange,
 }
 
 pub const BENCH_DATABASE: &str = "pgstack_bench";
@@ -71,7 +78,7 @@ fn main() -> std::process::ExitCode {
     // core: cross-thread wake-ups would dominate sub-millisecond operations. The queue's
     // worker runtime gets a multi-threaded runtime.
     let runtime = match args.facility {
-        Facility::Queue => tokio::runtime::Builder::new_multi_thread()
+        Facility::Queue | Facility::SchemaChange => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
         Facility::Cache | Facility::RateLimit | Facility::Vector => {
@@ -121,6 +128,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
             let workers = args.workers.unwrap_or_else(|| vec![1, 8]);
             cache::run_rate_limit(&db, seconds, &workers).await?;
         }
+        Facility::SchemaChange => schema_change::run(&admin_url, args.rows.max(1)).await?,
         Facility::Vector => {
             let workers = args.workers.unwrap_or_else(|| vec![1, 2]);
             let url = replace_database(&admin_url, BENCH_DATABASE);

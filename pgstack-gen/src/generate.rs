@@ -118,6 +118,9 @@ pub fn generate(
     let desired = facility::desired_schema(spec)?;
     let empty = State::empty();
     let recorded = recorded.unwrap_or(&empty);
+    let mut desired = desired;
+    // Derived columns new to existing tables are kept by a trigger, not rewritten under lock.
+    crate::plan::keep_new_derived_columns(&recorded.schema, &mut desired)?;
     let plan = diff(&recorded.schema, &desired)?;
     let destructive = plan.destructive();
     if !destructive.is_empty() && !allow.destructive {

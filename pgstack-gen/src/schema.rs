@@ -97,6 +97,12 @@ pub struct Column {
     /// `GENERATED ALWAYS AS (expr) STORED`: derived data, safe to drop and re-add.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated: Option<String>,
+    /// Derived data like `generated`, but a plain column the table's `<table>_keep_fields`
+    /// trigger sets from `expr` on every write: how a derived column is added to a table that
+    /// already holds rows, filled by a batched backfill instead of a rewrite under lock
+    /// (`plan/online.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
     /// `ALTER COLUMN ... SET STORAGE`: `PLAIN` keeps a value inline (no TOAST).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
@@ -152,6 +158,7 @@ impl Column {
             default: None,
             identity: false,
             generated: None,
+            kept: None,
             storage: None,
         }
     }

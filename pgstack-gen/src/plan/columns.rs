@@ -10,9 +10,48 @@ pub(super) fn find_column<'a>(table: &'a Table, name: &str) -> Option<&'a Column
     table.columns.iter().find(|c| c.name == name)
 }
 
-/// Generated columns are derived data: any change to one is a drop and re-add.
+/// Generated and kept columns are derived data: any change to one is a drop and re-add.
 pub(super) fn column_needs_rebuild(old: &Column, new: &Column) -> bool {
-    (old.generated.is_some() || new.generated.is_some()) && old != new
+    (derived(old) || derived(new)) && old != new
+}
+
+fn derived(column: &Column) -> bool {
+    column.generated.is_some() || column.kept.is_some()
+}
+
+/// For a kept column (`Column::kept`) added to `table`: the change that fills it, run outside
+/// a transaction after its trigger exists.
+fn backfill(table: &Table, column: &Column) -> Option<Change> {
+    let expr = column.kept.clone()?;
+    let [key] = table.primary_key.as_slice() else {
+        return None;
+    };
+    let key_type = table
+        .columns
+        .iter()
+        .find(|c| &c.name == key)?
+        .sql_type
+        .clone();
+    Some(Change {
+        summary: format!(
+            "fill `{}.{}` in batches of 5,000 rows ({})",
+            table.name,
+            column.name,
+            table.owner()
+        ),
+        facility: (table.kind != "helpers").then(|| table.facility.clone()),
+        verb: Verb::Alter,
+        destructive: None,
+        up: vec![Step::Backfill {
+            table: table.name.clone(),
+            column: column.name.clone(),
+            expr,
+            key: key.clone(),
+            key_type,
+            batch: 5_000,
+        }],
+        down: Vec::new(),
+    })
 }
 
 pub(super) fn alter_table(
@@ -23,6 +62,8 @@ pub(super) fn alter_table(
     let table = &new.name;
     let owner = new.owner();
     let facility = (new.kind != "helpers").then(|| new.facility.clone());
+    // Backfills of kept columns, after the table's other changes.
+    let mut fills = Vec::new();
     let mut push =
         |summary: String, destructive: Option<String>, up: Vec<Step>, down: Vec<Step>| {
             changes.push(Change {
@@ -71,7 +112,7 @@ pub(super) fn alter_table(
         let col = &old_col.name;
         match find_column(new, col) {
             None => {
-                let destructive = if old_col.generated.is_some() {
+                let destructive = if derived(old_col) {
                     None
                 } else {
                     Some("the column's data is lost".to_string())
@@ -90,7 +131,8 @@ pub(super) fn alter_table(
                 );
             }
             Some(new_col) if column_needs_rebuild(old_col, new_col) => {
-                let destructive = if old_col.generated.is_none() {
+                fills.extend(backfill(new, new_col));
+                let destructive = if !derived(old_col) {
                     Some("the column's stored data is replaced by a generated value".to_string())
                 } else {
                     None
@@ -213,17 +255,14 @@ pub(super) fn alter_table(
         if find_column(old, &new_col.name).is_some() {
             continue;
         }
-        if new_col.not_null
-            && new_col.default.is_none()
-            && new_col.generated.is_none()
-            && !new_col.identity
-        {
+        if new_col.not_null && new_col.default.is_none() && !derived(new_col) && !new_col.identity {
             return Err(GenError::Unsupported(format!(
                 "new column `{}` of `{table}` is NOT NULL without a default; existing rows \
                  could not be filled",
                 new_col.name
             )));
         }
+        fills.extend(backfill(new, new_col));
         push(
             format!("add column `{}` to `{table}` ({owner})", new_col.name),
             None,
@@ -313,6 +352,7 @@ pub(super) fn alter_table(
             }],
         );
     }
+    changes.extend(fills);
     Ok(())
 }
 

@@ -112,9 +112,10 @@ pub fn lock_of(step: &Step, existing: &dyn Fn(&str) -> bool) -> LockNote {
                     table,
                     ACCESS_EXCLUSIVE,
                     Effect::Rewrite,
-                    "a stored generated column is computed for every row under the lock; on a \
-                     large table add the field when writes can wait (pgstack has no online path \
-                     for it yet), or declare it in a new facility",
+                    "a stored generated column is computed for every row under the lock; \
+                     pgstack-gen adds derived columns to existing tables as trigger-kept columns \
+                     filled by a batched backfill, except on a table without a one-column \
+                     primary key: declare the field in a new facility",
                 )
             } else {
                 on(table, ACCESS_EXCLUSIVE, Effect::Catalog)
@@ -171,6 +172,7 @@ pub fn lock_of(step: &Step, existing: &dyn Fn(&str) -> bool) -> LockNote {
             "a plain CREATE INDEX blocks writes for the whole build; pgstack-gen builds \
              indexes on existing tables CONCURRENTLY",
         ),
+        Step::Backfill { table, .. } => on(table, "ROW EXCLUSIVE", Effect::Concurrent),
         Step::CreateIndexConcurrently { index } => {
             on(&index.table, "SHARE UPDATE EXCLUSIVE", Effect::Concurrent)
         }

@@ -11,9 +11,11 @@
 mod columns;
 mod diff;
 mod lock;
+mod online;
 
 pub use diff::diff;
 pub use lock::{Effect, LockNote, lock_of};
+pub use online::keep_new_derived_columns;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,6 +56,16 @@ pub enum Step {
     DropColumn {
         table: String,
         column: String,
+    },
+    /// Fills a kept column (`Column::kept`) of rows written before its trigger existed, in
+    /// batches along the primary key, each committed (outside a transaction).
+    Backfill {
+        table: String,
+        column: String,
+        expr: String,
+        key: String,
+        key_type: String,
+        batch: u32,
     },
     AlterColumnType {
         table: String,
@@ -158,7 +170,9 @@ impl Change {
         self.up.iter().any(|s| {
             matches!(
                 s,
-                Step::CreateIndexConcurrently { .. } | Step::DropIndexConcurrently { .. }
+                Step::CreateIndexConcurrently { .. }
+                    | Step::DropIndexConcurrently { .. }
+                    | Step::Backfill { .. }
             )
         })
     }

@@ -71,6 +71,8 @@ pub const MIGRATIONS: &[&str] = &[
     "pgstack_0008_update_archived_and_3_more",
     "pgstack_0009_create_ticking",
     "pgstack_0010_alter_profiles",
+    "pgstack_0011_alter_profiles",
+    "pgstack_0012_alter_profiles_indexes",
 ];
 
 /// Every table of the spec's facilities, schema-qualified.

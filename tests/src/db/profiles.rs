@@ -33,6 +33,11 @@ pub static STORE: ::pgstack::document::DocumentStore = ::pgstack::document::Docu
             index_name: Some("profiles_email_key"),
         },
         ::pgstack::document::FieldDef {
+            name: "nickname",
+            unique: false,
+            index_name: Some("profiles_nickname_idx"),
+        },
+        ::pgstack::document::FieldDef {
             name: "score",
             unique: false,
             index_name: Some("profiles_score_idx"),
@@ -82,6 +87,11 @@ pub mod fields {
         "email",
     );
 
+    /// `nickname`: `text` read from `profile.nickname`, indexed.
+    pub const NICKNAME: ::pgstack::document::Field<String> = ::pgstack::document::Field::new(
+        "nickname",
+    );
+
     /// `score`: `double` read from `stats.score`, indexed.
     pub const SCORE: ::pgstack::document::Field<f64> = ::pgstack::document::Field::new(
         "score",
@@ -126,6 +136,8 @@ pub mod entity {
         pub country: Option<String>,
         #[sea_orm(column_type = "Text")]
         pub email: Option<String>,
+        #[sea_orm(column_type = "Text")]
+        pub nickname: Option<String>,
         pub score: Option<f64>,
         pub signed_up: Option<DateTimeWithTimeZone>,
         #[sea_orm(column_type = "JsonBinary")]

@@ -14,6 +14,8 @@ mod pgstack_0007_update_helpers;
 mod pgstack_0008_update_archived_and_3_more;
 mod pgstack_0009_create_ticking;
 mod pgstack_0010_alter_profiles;
+mod pgstack_0011_alter_profiles;
+mod pgstack_0012_alter_profiles_indexes;
 
 /// Every pgstack migration, in the order they run.
 pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
@@ -27,6 +29,8 @@ pub fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         Box::new(pgstack_0007_update_helpers::Migration),
         Box::new(pgstack_0008_update_archived_and_3_more::Migration),
         Box::new(pgstack_0009_create_ticking::Migration),
-        Box::new(pgstack_0010_alter_profiles::Migration)
+        Box::new(pgstack_0010_alter_profiles::Migration),
+        Box::new(pgstack_0011_alter_profiles::Migration),
+        Box::new(pgstack_0012_alter_profiles_indexes::Migration)
     ]
 }

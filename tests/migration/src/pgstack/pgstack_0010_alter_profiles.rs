@@ -2,10 +2,11 @@
 //! Migration `pgstack_0010_alter_profiles`.
 //! - create index `profiles_score_idx` on `profiles`
 //!
-//! Runs outside a transaction, one statement at a time: it builds indexes on tables that
-//! already hold rows with `CREATE INDEX CONCURRENTLY`, which reads and writes do not wait for.
-//! A build that failed leaves an INVALID index, which the statement before each build drops,
-//! so running the migration again repairs it.
+//! Runs outside a transaction, one statement at a time: it fills new derived columns of
+//! tables that already hold rows in committed batches, and builds indexes on them with
+//! `CREATE INDEX CONCURRENTLY`; reads and writes do not wait for either. A build that failed
+//! leaves an INVALID index, which the statement before each build drops, so running the
+//! migration again repairs it; a backfill run again refills.
 
 use sea_orm_migration::prelude::*;
 
@@ -26,7 +27,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let sql = include_str!("../../sql/pgstack_0010_alter_profiles.up.sql");
         for statement in statements(sql) {
-            manager.get_connection().execute_unprepared(statement).await?;
+            manager.get_connection().execute_unprepared(&statement).await?;
         }
         Ok(())
     }
@@ -34,22 +35,34 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let sql = include_str!("../../sql/pgstack_0010_alter_profiles.down.sql");
         for statement in statements(sql) {
-            manager.get_connection().execute_unprepared(statement).await?;
+            manager.get_connection().execute_unprepared(&statement).await?;
         }
         Ok(())
     }
 }
 
 /// The file's statements, each sent on its own (several in one message would run as one
-/// transaction). Index statements hold no `;` inside, so each ends a line with one.
-fn statements(sql: &str) -> impl Iterator<Item = &str> {
-    sql.split_inclusive(";\n")
-        .map(str::trim)
-        .filter(|s| {
-            s
-                .lines()
-                .any(|line| {
-                    !line.trim().is_empty() && !line.trim_start().starts_with("--")
-                })
-        })
+/// transaction, where neither a concurrent build nor a backfill's COMMIT may run). A
+/// statement ends a line with `;`, outside a `$backfill$` body.
+fn statements(sql: &str) -> Vec<String> {
+    let (mut out, mut current, mut in_body) = (Vec::new(), String::new(), false);
+    for line in sql.lines() {
+        if current.is_empty()
+            && (line.trim().is_empty() || line.trim_start().starts_with("--"))
+        {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if line.matches("$backfill$").count() % 2 == 1 {
+            in_body = !in_body;
+        }
+        if !in_body && line.trim_end().ends_with(';') {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current);
+    }
+    out
 }
