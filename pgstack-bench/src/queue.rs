@@ -264,7 +264,11 @@ async fn claim_complete_pgstack(
     let elapsed = t1.min(Instant::now()) - t0;
     let mut errors = 0;
     for handle in handles {
-        errors += handle.shutdown(Duration::from_secs(10)).await.errors;
+        let stats = handle.shutdown(Duration::from_secs(10)).await;
+        errors += stats.errors;
+        if let Some(error) = stats.last_error {
+            eprintln!("pgstack-bench: a worker's last error: {error}");
+        }
     }
     Ok(Record::new("queue", "claim_complete", "pgstack", workers)
         .rate(c1 - c0, elapsed)
