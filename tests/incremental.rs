@@ -173,7 +173,7 @@ async fn each_spec_change_becomes_a_migration_holding_only_that_change() {
         steps
             .last()
             .is_some_and(|s| s.starts_with("CREATE TRIGGER \"profiles_keep_fields\"")
-                && s.contains("BEFORE INSERT OR UPDATE ON")),
+                && s.contains("BEFORE INSERT OR UPDATE OF \"doc\" ON")),
         "{up}"
     );
     assert!(

@@ -271,7 +271,7 @@ async fn a_schedule_whose_definition_changed_starts_again_from_now() {
 }
 
 #[tokio::test]
-async fn a_worker_with_schedules_enqueues_ticks_with_their_payload() {
+async fn a_worker_runs_its_queue_s_schedules_and_registers_each() {
     let t = TestDb::migrated().await;
     t.exec(EFFECTS).await;
     let worker = recording_worker(&t.conn).start().await.unwrap();

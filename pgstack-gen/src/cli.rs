@@ -339,17 +339,8 @@ fn drift(spec: &Path, url: &str, out: &mut dyn Write, err: &mut dyn Write) -> Re
         return Ok(OK);
     };
     let migrations: Vec<String> = state.migrations.iter().map(|m| m.name.clone()).collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(GenError::Runtime)?;
-    let found = runtime.block_on(async {
-        let db = sea_orm::Database::connect(connect_options(url))
-            .await
-            .map_err(|e| GenError::Connect(e.to_string()))?;
-        let found = crate::drift::detect(&db, &state.schema, &migrations).await;
-        db.close().await.ok();
-        found
+    let found = on_database(url, 1, |db| async move {
+        crate::drift::detect(&db, &state.schema, &migrations).await
     })?;
     if found.is_empty() {
         writeln!(
@@ -390,23 +381,12 @@ fn migrate(
         return Err(GenError::NoDatabaseUrl);
     };
     let migrations = sql_migrations(migrations);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(GenError::Runtime)?;
-    let report = runtime.block_on(async {
-        // Two connections: one holds the migration lock while the other builds indexes
-        // concurrently, outside a transaction.
-        let mut connect = connect_options(&url);
-        connect.max_connections(2);
-        let db = sea_orm::Database::connect(connect)
+    // Two connections: one holds the migration lock while the other builds indexes
+    // concurrently, outside a transaction.
+    let report = on_database(&url, 2, |db| async move {
+        pgstack::migrate::apply_with(&db, &migrations, options)
             .await
-            .map_err(|e| GenError::Connect(e.to_string()))?;
-        let report = pgstack::migrate::apply_with(&db, &migrations, options)
-            .await
-            .map_err(|e| GenError::Migrate(Box::new(e)))?;
-        db.close().await.ok();
-        Ok::<_, GenError>(report)
+            .map_err(|e| GenError::Migrate(Box::new(e)))
     })?;
     for name in &report.applied {
         writeln!(out, "applied {name}")?;
@@ -431,10 +411,31 @@ fn migrate(
     Ok(OK)
 }
 
-fn connect_options(url: &str) -> sea_orm::ConnectOptions {
+/// Runs `work` on a pool of `connections` to `url`, on a runtime of its own, and closes the
+/// pool afterwards.
+fn on_database<T, F, Fut>(url: &str, connections: u32, work: F) -> Result<T, GenError>
+where
+    F: FnOnce(sea_orm::DatabaseConnection) -> Fut,
+    Fut: std::future::Future<Output = Result<T, GenError>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(GenError::Runtime)?;
+    runtime.block_on(async {
+        let db = sea_orm::Database::connect(connect_options(url, connections))
+            .await
+            .map_err(|e| GenError::Connect(e.to_string()))?;
+        let result = work(db.clone()).await;
+        db.close().await.ok();
+        result
+    })
+}
+
+fn connect_options(url: &str, connections: u32) -> sea_orm::ConnectOptions {
     let mut options = sea_orm::ConnectOptions::new(url);
     options
-        .max_connections(1)
+        .max_connections(connections)
         .connect_timeout(std::time::Duration::from_secs(10))
         .acquire_timeout(std::time::Duration::from_secs(10))
         .sqlx_logging(false);
@@ -453,17 +454,9 @@ fn doctor(
     let Some(url) = database_url else {
         return Err(GenError::NoDatabaseUrl);
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(GenError::Runtime)?;
-    let report = runtime.block_on(async {
-        let db = sea_orm::Database::connect(connect_options(&url))
-            .await
-            .map_err(|e| GenError::Connect(e.to_string()))?;
-        let report = crate::doctor::examine(&db, &schema, &project.spec, limits).await;
-        db.close().await.ok();
-        report
+    let spec = &project.spec;
+    let report = on_database(&url, 1, |db| async move {
+        crate::doctor::examine(&db, &schema, spec, limits).await
     })?;
     if json {
         let text = serde_json::to_string_pretty(&report)

@@ -314,11 +314,14 @@ fn migration_crate_files(
     #[derive(Serialize)]
     struct ModCtx<'a> {
         migrations: Vec<&'a str>,
+        /// Whether a migration runs outside a transaction (it needs `statements()`).
+        statements: bool,
     }
     let source = templates::render(
         "rust/migration_mod.rs",
         &ModCtx {
             migrations: state.migrations.iter().map(|m| m.name.as_str()).collect(),
+            statements: state.migrations.iter().any(|m| !m.transaction),
         },
     )?;
     files.push(OutputFile {

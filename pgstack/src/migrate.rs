@@ -323,42 +323,52 @@ async fn hold_lock(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransacti
     }
 }
 
-/// The index a `CREATE [UNIQUE] INDEX CONCURRENTLY "name"` statement builds.
-fn concurrent_index(sql: &str) -> Option<&str> {
+/// The index a `CREATE [UNIQUE] INDEX CONCURRENTLY "name" ON "schema"."table"` statement (as
+/// `pgstack-gen` writes them) builds: `(schema, name)`.
+fn concurrent_index(sql: &str) -> Option<(&str, &str)> {
     if !sql.starts_with("CREATE") {
         return None;
     }
-    let rest = sql.split_once("INDEX CONCURRENTLY ")?.1.strip_prefix('"')?;
-    rest.split_once('"').map(|(name, _)| name)
+    let (name, rest) = quoted(sql.split_once("INDEX CONCURRENTLY ")?.1)?;
+    let (schema, _) = quoted(rest.trim_start().strip_prefix("ON")?)?;
+    Some((schema, name))
+}
+
+/// The quoted identifier `text` starts with, and what follows it.
+fn quoted(text: &str) -> Option<(&str, &str)> {
+    text.trim_start().strip_prefix('"')?.split_once('"')
 }
 
 /// A failed concurrent build leaves an INVALID index behind; drop it so the database is as it
-/// was. If that fails too, say how to do it by hand.
-async fn drop_failed_index<C: ConnectionTrait>(c: &C, migration: &SqlMigration, index: &str) {
-    let found = c
+/// was. What cannot be done is logged with the statement to run.
+async fn drop_failed_index<C: ConnectionTrait>(
+    c: &C,
+    migration: &SqlMigration,
+    (schema, index): (&str, &str),
+) {
+    let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS \"{schema}\".\"{index}\"");
+    let invalid = c
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT format('%I.%I', n.nspname, i.relname) FROM pg_class i \
-             JOIN pg_namespace n ON n.oid = i.relnamespace \
-             JOIN pg_index x ON x.indexrelid = i.oid \
-             WHERE i.relname = $1 AND NOT x.indisvalid",
-            [index.into()],
+            "SELECT NOT x.indisvalid FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid \
+             JOIN pg_namespace n ON n.oid = i.relnamespace WHERE n.nspname = $1 AND i.relname = $2",
+            [schema.into(), index.into()],
         ))
-        .await;
-    let Ok(Some(row)) = found else {
-        return;
+        .await
+        .map(|row| row.and_then(|r| r.try_get_by_index::<bool>(0).ok()));
+    let result = match invalid {
+        // No index, or a valid one (another runner's): nothing to undo.
+        Ok(None | Some(false)) => return,
+        Ok(Some(true)) => c.execute_unprepared(&drop).await.map(|_| ()),
+        Err(e) => Err(e),
     };
-    let Ok(qualified) = row.try_get_by_index::<String>(0) else {
-        return;
-    };
-    let drop = format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}");
-    if let Err(e) = c.execute_unprepared(&drop).await {
+    if let Err(e) = result {
         tracing::error!(
             target: "pgstack::migrate",
             migration = %migration.name,
             index,
             error = %e,
-            "pgstack migrate: a failed concurrent index build left an INVALID index that could not be dropped; run `{drop}` before migrating again"
+            "pgstack migrate: a failed concurrent index build may have left an INVALID index that could not be dropped; run `{drop}` before migrating again"
         );
     }
 }
@@ -600,6 +610,20 @@ mod tests {
             ]
         );
         assert!(statements[1].sql.ends_with("$fn$ LANGUAGE plpgsql;"));
+    }
+
+    #[test]
+    fn concurrent_builds_name_their_index() {
+        let sql = "CREATE UNIQUE INDEX CONCURRENTLY \"profiles_email_key\"\n    ON \"app\".\"profiles\" (\"email\");";
+        assert_eq!(concurrent_index(sql), Some(("app", "profiles_email_key")));
+        assert_eq!(
+            concurrent_index("DROP INDEX CONCURRENTLY IF EXISTS \"a\".\"b\";"),
+            None
+        );
+        assert_eq!(
+            concurrent_index("CREATE INDEX \"x\" ON \"a\".\"t\" (c);"),
+            None
+        );
     }
 
     #[test]

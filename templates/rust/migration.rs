@@ -47,7 +47,7 @@ impl MigrationTrait for Migration {
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let sql = include_str!({{ ("../../sql/" ~ name ~ ".up.sql") | rust_str }});
-        for statement in statements(sql) {
+        for statement in super::statements(sql) {
             manager.get_connection().execute_unprepared(&statement).await?;
         }
         Ok(())
@@ -55,36 +55,10 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let sql = include_str!({{ ("../../sql/" ~ name ~ ".down.sql") | rust_str }});
-        for statement in statements(sql) {
+        for statement in super::statements(sql) {
             manager.get_connection().execute_unprepared(&statement).await?;
         }
         Ok(())
     }
 {%- endif %}
 }
-{%- if not transaction %}
-
-/// The file's statements, each sent on its own (several in one message would run as one
-/// transaction, where neither a concurrent build nor a backfill's COMMIT may run). A
-/// statement ends a line with `;`, outside a `$backfill$` body.
-fn statements(sql: &str) -> Vec<String> {
-    let (mut out, mut current, mut in_body) = (Vec::new(), String::new(), false);
-    for line in sql.lines() {
-        if current.is_empty() && (line.trim().is_empty() || line.trim_start().starts_with("--")) {
-            continue;
-        }
-        current.push_str(line);
-        current.push('\n');
-        if line.matches("$backfill$").count() % 2 == 1 {
-            in_body = !in_body;
-        }
-        if !in_body && line.trim_end().ends_with(';') {
-            out.push(std::mem::take(&mut current));
-        }
-    }
-    if !current.trim().is_empty() {
-        out.push(current);
-    }
-    out
-}
-{%- endif %}

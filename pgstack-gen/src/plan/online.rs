@@ -4,7 +4,8 @@
 //! `ALTER TABLE ... ADD COLUMN ... GENERATED ALWAYS AS (...) STORED` computes every row while
 //! holding ACCESS EXCLUSIVE: reads and writes of the table stop until it is done. Instead, a
 //! derived column added to (or rebuilt on) an existing table becomes a plain column
-//! ([`Column::kept`]) that a `BEFORE INSERT OR UPDATE` trigger sets from the same expression,
+//! ([`Column::kept`]) that a `BEFORE INSERT OR UPDATE OF <its source columns>` trigger sets
+//! from the same expression,
 //! filled by a batched backfill that commits every few thousand rows, then indexed
 //! concurrently:
 //!
@@ -17,6 +18,8 @@
 //! rewrite happens here, on the desired schema, before the diff: the recorded state then
 //! says which columns the trigger keeps, so dropping one rewrites the function without it,
 //! and dropping the last drops function and trigger.
+
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 
@@ -43,6 +46,9 @@ pub fn keep_new_derived_columns(recorded: &Schema, desired: &mut Schema) -> Resu
         }
         let columns: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
         let mut kept = Vec::new();
+        // The columns the kept ones are computed from: the trigger fires when one is written
+        // (an UPDATE that sets only a kept column, as the backfill does, fires nothing).
+        let mut sources = BTreeSet::new();
         for column in table.columns.iter_mut() {
             let Some(expr) = column.generated.clone() else {
                 continue;
@@ -56,7 +62,7 @@ pub fn keep_new_derived_columns(recorded: &Schema, desired: &mut Schema) -> Resu
                 column.kept = Some(expr.clone());
                 kept.push(KeptCtx {
                     column: column.name.clone(),
-                    expr: on_new_row(&expr, &columns),
+                    expr: on_new_row(&expr, &columns, &mut sources),
                 });
             }
         }
@@ -89,7 +95,12 @@ pub fn keep_new_derived_columns(recorded: &Schema, desired: &mut Schema) -> Resu
             name: function.clone(),
             table: name.clone(),
             definition: format!(
-                "BEFORE INSERT OR UPDATE ON {}.{} FOR EACH ROW EXECUTE FUNCTION {}.{}()",
+                "BEFORE INSERT OR UPDATE OF {} ON {}.{} FOR EACH ROW EXECUTE FUNCTION {}.{}()",
+                sources
+                    .iter()
+                    .map(|c| quote(c))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 quote(&ns),
                 quote(name),
                 quote(&ns),
@@ -113,8 +124,9 @@ struct KeptCtx {
     expr: String,
 }
 
-/// `expr` with each quoted column of the table (`"doc"`) read from the new row (`NEW."doc"`).
-fn on_new_row(expr: &str, columns: &[String]) -> String {
+/// `expr` with each quoted column of the table (`"doc"`) read from the new row (`NEW."doc"`);
+/// the columns read are added to `sources`.
+fn on_new_row(expr: &str, columns: &[String], sources: &mut BTreeSet<String>) -> String {
     let mut out = String::with_capacity(expr.len() + 16);
     let mut rest = expr;
     while let Some(start) = rest.find('"') {
@@ -126,6 +138,7 @@ fn on_new_row(expr: &str, columns: &[String]) -> String {
         let preceded_by_dot = rest[..start].ends_with('.');
         if !preceded_by_dot && columns.iter().any(|c| c == ident) {
             out.push_str("NEW.");
+            sources.insert(ident.to_string());
         }
         out.push_str(&rest[start..start + len + 2]);
         rest = &rest[start + len + 2..];
@@ -136,25 +149,31 @@ fn on_new_row(expr: &str, columns: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::on_new_row;
 
     #[test]
     fn column_references_read_the_new_row() {
         let columns = ["doc".to_string(), "title".to_string()];
+        let mut sources = BTreeSet::new();
+        let mut read = |expr: &str| on_new_row(expr, &columns, &mut sources);
         assert_eq!(
-            on_new_row("(\"doc\" #>> '{a,b}')::bigint", &columns),
+            read("(\"doc\" #>> '{a,b}')::bigint"),
             "(NEW.\"doc\" #>> '{a,b}')::bigint"
         );
         assert_eq!(
-            on_new_row(
-                "\"public\".\"pgstack_iso_timestamptz\"(\"doc\" ->> 'at')",
-                &columns
-            ),
+            read("\"public\".\"pgstack_iso_timestamptz\"(\"doc\" ->> 'at')"),
             "\"public\".\"pgstack_iso_timestamptz\"(NEW.\"doc\" ->> 'at')"
         );
         assert_eq!(
-            on_new_row("to_tsvector('english', coalesce(\"title\", ''))", &columns),
+            read("to_tsvector('english', coalesce(\"title\", ''))"),
             "to_tsvector('english', coalesce(NEW.\"title\", ''))"
+        );
+        assert_eq!(
+            sources.into_iter().collect::<Vec<_>>(),
+            ["doc", "title"],
+            "what the trigger fires on"
         );
     }
 }

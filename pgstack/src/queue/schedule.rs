@@ -41,7 +41,8 @@ struct Entry {
     def: &'static ScheduleDef,
     cron: Cron,
     tz: Tz,
-    payload: Payload,
+    /// The payload as bound to every tick's insert, encoded once.
+    payload: sea_orm::Value,
 }
 
 /// A queue's schedules, parsed once (when a worker starts).
@@ -109,7 +110,7 @@ impl Schedules {
                 def,
                 cron,
                 tz,
-                payload,
+                payload: queue.encode(&payload)?,
             });
         }
         Ok(Schedules { queue, entries })
@@ -177,7 +178,7 @@ impl Schedules {
                     &sql.enqueue,
                     [
                         entry.def.kind.into(),
-                        self.queue.encode(&entry.payload)?,
+                        entry.payload.clone(),
                         entry.def.priority.into(),
                         (def.max_attempts as i32).into(),
                         super::array(ArrayType::ChronoDateTimeUtc, ticks.clone()),
@@ -186,7 +187,9 @@ impl Schedules {
                 .await
                 .in_facility(f)?;
             }
-            if decision.decided_to > last {
+            // Nothing due and nothing dropped: `last_tick` may stay (no tick lies between it
+            // and now), and the row is not rewritten on every pass.
+            if !ticks.is_empty() || decision.skipped {
                 tx.execute_raw(stmt(
                     &sql.advance,
                     [name.clone().into(), decision.decided_to.into()],
@@ -254,8 +257,12 @@ fn next_after(entry: &Entry, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
 /// Which ticks after `last` up to `now` are on time, which one is caught up, whether any were
 /// dropped, and how far the decision reaches.
 fn decide(entry: &Entry, last: DateTime<Utc>, now: DateTime<Utc>) -> Decision {
-    let grace = chrono::Duration::milliseconds(entry.def.grace_ms.min(i64::MAX as u64) as i64);
-    let cutoff = now - grace;
+    // A grace beyond the calendar (a hand-written `ScheduleDef`) means nothing is ever missed.
+    let cutoff = i64::try_from(entry.def.grace_ms)
+        .ok()
+        .and_then(chrono::Duration::try_milliseconds)
+        .and_then(|grace| now.checked_sub_signed(grace))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let mut decided_to = now;
     // Missed: after `last`, no later than `cutoff`.
     let (mut catch_up, mut skipped) = (None, false);
@@ -331,7 +338,7 @@ mod tests {
             def,
             cron: cron_parser().parse(cron).unwrap(),
             tz: timezone.parse().unwrap(),
-            payload: Payload::Json(serde_json::json!({})),
+            payload: sea_orm::Value::Json(Some(Box::new(serde_json::json!({})))),
         }
     }
 
@@ -393,6 +400,11 @@ mod tests {
         assert_eq!((d.catch_up, d.skipped), (None, false));
         let again = decide(&skip, d.decided_to, secs(t, 1.3));
         assert!(again.on_time.is_empty());
+        // A grace beyond the calendar misses nothing (and does not overflow).
+        let forever = entry("* * * * * *", "UTC", CatchUp::Skip, u64::MAX);
+        let d = decide(&forever, t, secs(t, 2.5));
+        assert_eq!(d.on_time, [secs(t, 1.0), secs(t, 2.0)]);
+        assert!(!d.skipped);
         // Nothing due.
         let hourly = entry("@hourly", "UTC", CatchUp::Last, 60_000);
         let d = decide(&hourly, secs(t, 1.0), secs(t, 30.0));

@@ -24,4 +24,4 @@ ALTER TABLE "public"."profiles"
 -- create trigger `profiles_keep_fields` on `profiles`
 -- lock: SHARE ROW EXCLUSIVE on `profiles`, catalog only (brief; waits at most lock_timeout)
 CREATE TRIGGER "profiles_keep_fields"
-    BEFORE INSERT OR UPDATE ON "public"."profiles" FOR EACH ROW EXECUTE FUNCTION "public"."profiles_keep_fields"();
+    BEFORE INSERT OR UPDATE OF "doc" ON "public"."profiles" FOR EACH ROW EXECUTE FUNCTION "public"."profiles_keep_fields"();
