@@ -2,17 +2,20 @@
 //! its timeout, its cancellation signal, and the outcome it reports to the completer.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 use super::Shared;
 use super::completer::Outcome;
 use super::stats::Counters;
-use crate::queue::{ClaimedJob, Failure};
+use crate::queue::{ClaimedJob, Failure, JobToken};
 
 /// What a handler returns on failure: any error, shown as the job's `last_error`. Two errors
 /// steer the job instead of failing the attempt: [`JobSnooze`] and [`JobCancel`].
@@ -121,7 +124,37 @@ pub(super) type Handler = Arc<dyn Fn(ClaimedJob, Cancellation) -> HandlerFuture 
 /// [`Cancellation::current`].
 #[derive(Clone)]
 pub struct Cancellation {
-    rx: watch::Receiver<bool>,
+    state: Arc<CancelState>,
+}
+
+/// One job's cancellation, shared by the worker's [`Canceller`] and the handler's
+/// [`Cancellation`]s: a flag and a wake-up (one allocation per job; a `watch` channel took
+/// eight wake-up lists).
+struct CancelState {
+    cancelled: AtomicBool,
+    /// Set when the worker is done with the job (its `Canceller` dropped).
+    over: AtomicBool,
+    changed: Notify,
+}
+
+/// The worker's side of a job's [`Cancellation`], kept in `Shared::inflight`. Dropping it (the
+/// job is over) wakes whatever still waits on [`Cancellation::cancelled`].
+pub(super) struct Canceller {
+    state: Arc<CancelState>,
+}
+
+impl Canceller {
+    pub(super) fn cancel(&self) {
+        self.state.cancelled.store(true, Ordering::Release);
+        self.state.changed.notify_waiters();
+    }
+}
+
+impl Drop for Canceller {
+    fn drop(&mut self) {
+        self.state.over.store(true, Ordering::Release);
+        self.state.changed.notify_waiters();
+    }
 }
 
 tokio::task_local! {
@@ -129,9 +162,18 @@ tokio::task_local! {
 }
 
 impl Cancellation {
-    pub(super) fn new() -> (watch::Sender<bool>, Cancellation) {
-        let (tx, rx) = watch::channel(false);
-        (tx, Cancellation { rx })
+    pub(super) fn new() -> (Canceller, Cancellation) {
+        let state = Arc::new(CancelState {
+            cancelled: AtomicBool::new(false),
+            over: AtomicBool::new(false),
+            changed: Notify::new(),
+        });
+        (
+            Canceller {
+                state: state.clone(),
+            },
+            Cancellation { state },
+        )
     }
 
     /// The cancellation of the job whose handler is running this code, if any.
@@ -141,15 +183,23 @@ impl Cancellation {
 
     /// Whether the job was cancelled (or its lease lost).
     pub fn is_cancelled(&self) -> bool {
-        *self.rx.borrow()
+        self.state.cancelled.load(Ordering::Acquire)
     }
 
     /// Waits until the job is cancelled; never returns for a job that finishes normally, so
-    /// race it against the work (`tokio::select!`).
+    /// race it against the work (`tokio::select!`). (It does return once the worker is done
+    /// with the job, for a task the handler left behind.)
     pub async fn cancelled(&self) {
-        let mut rx = self.rx.clone();
-        // An error means the worker dropped the sender: the job is over either way.
-        let _ = rx.wait_for(|cancelled| *cancelled).await;
+        loop {
+            let changed = self.state.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the flags are read: a cancel between the two still wakes us.
+            changed.as_mut().enable();
+            if self.is_cancelled() || self.state.over.load(Ordering::Acquire) {
+                return;
+            }
+            changed.await;
+        }
     }
 }
 
@@ -180,6 +230,10 @@ pub struct Delivery<J> {
 
 /// Runs `job` (claimed and already in `Shared::inflight`, holding `permit`), reporting its
 /// outcome on `outcomes`.
+///
+/// One task per job: the handler runs inside it behind [`CatchUnwind`] (a panic fails the
+/// attempt and ends nothing else) and its timeout; aborted at shutdown, the task's
+/// [`Settle`] guard gives the job back as it is dropped.
 pub(super) fn spawn_job(
     shared: &Arc<Shared>,
     job: ClaimedJob,
@@ -197,6 +251,13 @@ pub(super) fn spawn_job(
             error,
             discard,
         })
+    };
+    let settle = Settle {
+        shared: shared.clone(),
+        token,
+        outcomes,
+        _permit: permit,
+        settled: false,
     };
     let handler = shared.handlers.get(&job.kind).cloned();
     let early = match &handler {
@@ -222,38 +283,26 @@ pub(super) fn spawn_job(
         }
         Counters::add(&shared.stats.failed, 1);
         crate::metrics::queue_count(table, "failed", 1);
-        let _ = outcomes.send(outcome);
-        finished(shared, token.id);
-        drop(permit);
+        settle.send(outcome);
         return;
     }
     let Some(handler) = handler else { return };
-    let kind = job.kind.clone();
-    let started = Instant::now();
-    // Run the handler in a task of its own: a panic ends that task, not the worker.
-    let mut task = tokio::spawn(CURRENT.scope(cancel.clone(), handler(job, cancel)));
-    if let Some(entry) = shared.inflight().get_mut(&token.id) {
-        entry.abort = Some(task.abort_handle());
-    }
-    let shared = shared.clone();
     let timeout = shared
         .config
         .kind_timeouts
-        .get(&kind)
+        .get(&job.kind)
         .copied()
         .unwrap_or(shared.config.job_timeout);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
+        let kind = job.kind.clone();
+        let started = Instant::now();
+        let run = CURRENT.scope(cancel.clone(), CatchUnwind(handler(job, cancel)));
         let joined = match timeout {
-            Some(limit) => match tokio::time::timeout(limit, &mut task).await {
-                Ok(joined) => Some(joined),
-                Err(_) => {
-                    task.abort();
-                    None
-                }
-            },
-            None => Some((&mut task).await),
+            // Elapsed, the timeout drops the handler's future: it runs no further.
+            Some(limit) => tokio::time::timeout(limit, run).await.ok(),
+            None => Some(run.await),
         };
-        let stats = &shared.stats;
+        let stats = &settle.shared.stats;
         let outcome = match joined {
             None => {
                 Counters::add(&stats.timed_out, 1);
@@ -280,10 +329,9 @@ pub(super) fn spawn_job(
                 failure(error, true)
             }
             Some(Ok(HandlerResult::Snooze(delay))) => Outcome::Snooze(token, delay),
-            Some(Err(e)) if e.is_panic() => {
+            Some(Err(panic)) => {
                 Counters::add(&stats.panicked, 1);
                 Counters::add(&stats.failed, 1);
-                let panic = e.into_panic();
                 let message = panic
                     .downcast_ref::<&str>()
                     .map(|s| s.to_string())
@@ -292,17 +340,68 @@ pub(super) fn spawn_job(
                 tracing::warn!(queue = table, job = token.id, kind = %kind, panic = %message, "pgstack worker: handler panicked");
                 failure(format!("the handler panicked: {message}"), false)
             }
-            // Aborted at shutdown: give the job back.
-            Some(Err(_)) => Outcome::Release(token),
         };
         crate::metrics::queue_job(table, &kind, started.elapsed());
         if matches!(outcome, Outcome::Fail(_)) {
             crate::metrics::queue_count(table, "failed", 1);
         }
-        let _ = outcomes.send(outcome);
-        finished(&shared, token.id);
-        drop(permit);
+        settle.send(outcome);
     });
+    if let Some(entry) = shared.inflight().get_mut(&token.id) {
+        entry.abort = Some(task.abort_handle());
+    }
+}
+
+/// A job's last duty, carried by its task: report the outcome, let go of the job, free the
+/// handler slot. Dropped without [`Settle::send`] (the task aborted at shutdown, or its
+/// runtime gone) it reports a release, so the job is redelivered at once.
+struct Settle {
+    shared: Arc<Shared>,
+    token: JobToken,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+    /// The handler slot, freed when this is dropped.
+    _permit: OwnedSemaphorePermit,
+    settled: bool,
+}
+
+impl Settle {
+    fn send(mut self, outcome: Outcome) {
+        self.settled = true;
+        self.finish(outcome);
+    }
+
+    fn finish(&self, outcome: Outcome) {
+        // The completer is gone only when the worker is: the lease then runs out on its own.
+        let _ = self.outcomes.send(outcome);
+        finished(&self.shared, self.token.id);
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.finish(Outcome::Release(self.token));
+        }
+    }
+}
+
+/// Polls a handler's future, turning a panic into an error: a job task's own
+/// `JoinHandle` without a second task to await it.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = std::result::Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = Pin::new(&mut self.0);
+        // A future that panicked is dropped, never polled again, so no broken state of it is
+        // observed: unwind safety holds as it does for tokio's own JoinHandle.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
 }
 
 /// The job is no longer this worker's to hold; wakes a shutdown waiting for the last one.

@@ -45,7 +45,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle};
 
 pub use self::job::{Cancellation, Delivery, JobCancel, JobError, JobSnooze};
-use self::job::{Handler, HandlerResult};
+use self::job::{Canceller, Handler, HandlerResult};
 use self::stats::Counters;
 pub use self::stats::WorkerStats;
 pub use self::tx::JobTx;
@@ -58,8 +58,8 @@ pub(super) struct InFlight {
     lease_until: Instant,
     /// The running handler's task; `None` while the job waits in the claimer's buffer.
     abort: Option<AbortHandle>,
-    /// Set to true to cancel the handler (lost lease, or `Queue::cancel`).
-    cancel: watch::Sender<bool>,
+    /// Cancels the handler (lost lease, or `Queue::cancel`).
+    cancel: Canceller,
 }
 
 pub(super) struct Shared {
@@ -137,14 +137,24 @@ impl Shared {
     }
 }
 
-/// Jobs a worker holds beyond its running ones unless told otherwise ([`Worker::prefetch`]).
-const DEFAULT_PREFETCH: usize = 256;
+/// A queue as the workers of one process share things per queue: its schema and table.
+type QueueKey = (&'static str, &'static str);
+
+fn queue_key(queue: &Queue) -> QueueKey {
+    (queue.def().schema, queue.def().table)
+}
+
+/// The most jobs a worker holds beyond its running ones unless told otherwise
+/// ([`Worker::prefetch`]); the buffer is paced below this to the rate jobs start.
+const DEFAULT_PREFETCH: usize = 1024;
 
 #[derive(Clone)]
 struct Config {
     concurrency: usize,
-    /// Claimed jobs held in the local buffer beyond the running ones.
+    /// Claimed jobs held in the local buffer beyond the running ones: the most, when `paced`.
     prefetch: usize,
+    /// Size the buffer to the rate jobs start (`claimer::Pace`) rather than hold `prefetch`.
+    paced: bool,
     /// The most jobs one claim statement takes (resolved at start: `concurrency + prefetch`
     /// unless set).
     batch: usize,
@@ -174,9 +184,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker for `queue` with the defaults: 16 concurrent handlers, up to 256 more jobs
-    /// prefetched (claims of up to 272),
-    /// LISTEN/NOTIFY when the queue has it plus a 1s poll, a 5-minute job timeout.
+    /// A worker for `queue` with the defaults: 16 concurrent handlers, a buffer of prefetched
+    /// jobs paced to about 250 ms of work (16 to 1,024 jobs, claims of up to 1,040), LISTEN/NOTIFY
+    /// when the queue has it plus a 1s poll, a 5-minute job timeout.
     pub fn new(db: &DatabaseConnection, queue: &'static Queue) -> Worker {
         let maintenance = queue
             .def()
@@ -192,6 +202,7 @@ impl Worker {
             config: Config {
                 concurrency: 16,
                 prefetch: DEFAULT_PREFETCH,
+                paced: true,
                 batch: 16 + DEFAULT_PREFETCH,
                 batch_set: false,
                 poll_interval: Duration::from_secs(1),
@@ -322,14 +333,18 @@ impl Worker {
         self
     }
 
-    /// How many claimed jobs the worker may hold in a local buffer beyond the running ones
-    /// (default 256), so a free handler slot starts its next job without a round trip and one
-    /// claim statement serves hundreds of jobs. Buffered jobs are leased to this worker: the
+    /// Fixes how many claimed jobs the worker holds in a local buffer beyond the running ones,
+    /// so a free handler slot starts its next job without a round trip and one claim statement
+    /// serves many jobs. By default the buffer is paced: it holds about 250 ms of work at the
+    /// rate jobs have been starting, from one job per handler slot up to 1,024, so fast
+    /// handlers get large claims and a job queued behind slow ones (or with a higher priority)
+    /// waits at most about that long in a buffer. Buffered jobs are leased to this worker: the
     /// heartbeat extends their leases, a cancellation drops them before they start, and
     /// shutdown releases them at once for other workers. `0` claims only for free slots (the
     /// fairest spread of a small backlog over many workers).
     pub fn prefetch(mut self, n: usize) -> Self {
         self.config.prefetch = n;
+        self.config.paced = false;
         self
     }
 
@@ -489,6 +504,7 @@ impl Worker {
             worker = %shared.id,
             concurrency = shared.config.concurrency,
             prefetch = shared.config.prefetch,
+            prefetch_paced = shared.config.paced,
             batch = shared.config.batch,
             wake_up = if listening { "notify" } else { "poll" },
             poll_interval_ms = shared.config.poll_interval.as_millis() as u64,
@@ -593,7 +609,7 @@ impl WorkerHandle {
     }
 
     /// Jobs claimed and leased to this worker, waiting in its local buffer for a free handler
-    /// slot (at most [`Worker::prefetch`]).
+    /// slot (at most [`Worker::prefetch`], or the paced buffer's cap of 1,024).
     pub fn buffered(&self) -> usize {
         self.shared
             .inflight()

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WorkerStats {
     pub claimed: u64,
+    /// Claim statements that brought jobs (`claimed / claims` is the mean claim size).
+    pub claims: u64,
     pub completed: u64,
     /// Attempts that failed (errors, panics, timeouts, unknown kinds).
     pub failed: u64,
@@ -32,6 +34,7 @@ pub struct WorkerStats {
 #[derive(Default)]
 pub(super) struct Counters {
     pub(super) claimed: AtomicU64,
+    pub(super) claims: AtomicU64,
     pub(super) completed: AtomicU64,
     pub(super) failed: AtomicU64,
     pub(super) retried: AtomicU64,
@@ -59,6 +62,7 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         WorkerStats {
             claimed: get(&self.claimed),
+            claims: get(&self.claims),
             completed: get(&self.completed),
             failed: get(&self.failed),
             retried: get(&self.retried),
