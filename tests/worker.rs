@@ -603,6 +603,45 @@ async fn shutdown_releases_prefetched_jobs_at_once() {
     assert!(before.elapsed() < Duration::from_secs(5));
 }
 
+/// A worker claims only in a turn it shares with every process: while another connection holds
+/// all of the queue's claim turns, nothing is claimed; once they are let go, the job runs.
+#[tokio::test]
+async fn a_worker_claims_only_in_its_turn() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let t = TestDb::migrated().await;
+    Work::n(7).enqueue(&t.conn).await.unwrap();
+    let def = jobs::QUEUE.def();
+    let key = format!("pgstack claims {}.{}", def.schema, def.table);
+    // Another process's claims, holding all four turns.
+    let other = t.conn.begin().await.unwrap();
+    other
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtext($1), turn) FROM generate_series(0, 3) AS turn",
+            [key.into()],
+        ))
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let worker = recording_worker(&t, seen.clone())
+        .poll_interval(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(leased(&t).await, 0, "claimed out of turn");
+    assert!(seen.lock().unwrap().is_empty());
+    other.commit().await.unwrap();
+    wait_until(
+        "the job, once a turn is free",
+        Duration::from_secs(10),
+        || seen.lock().unwrap().len() == 1,
+    )
+    .await;
+    let stats = worker.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(seen.lock().unwrap().as_slice(), [(7, 1)], "{stats:?}");
+}
+
 #[tokio::test]
 async fn a_cancelled_job_waiting_in_the_buffer_never_starts() {
     let t = TestDb::migrated().await;

@@ -1,4 +1,4 @@
-//! `pgstack-bench FACILITY [--seconds N] [--workers LIST] [--cases LIST] [--database-url URL]
+//! `pgstack-bench FACILITY [--seconds N] [--workers LIST] [--cases LIST] [--processes] [--database-url URL]
 //! [--listen-url URL] [--rows N]`
 //!
 //! Measures pgstack's accessors and, in the same run against the same server, the baselines:
@@ -56,6 +56,15 @@ struct Args {
     /// `--database-url` goes through a transaction pooler (else they poll).
     #[arg(long)]
     listen_url: Option<String>,
+    /// Queue only: run each pgstack worker of claim_complete in a process of its own, as
+    /// separate application instances would (jobs counted from the database), instead of all
+    /// in this one.
+    #[arg(long)]
+    processes: bool,
+    /// Queue only, internal: be one such worker process, on `--database-url`, until stdin
+    /// closes.
+    #[arg(long, hide = true)]
+    worker_child: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -108,6 +117,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         .database_url
         .clone()
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    if args.worker_child {
+        return queue::worker_child(&admin_url, args.listen_url.as_deref()).await;
+    }
     let db = bench_database(&admin_url).await?;
     let seconds = Duration::from_secs(args.seconds.max(1));
     match args.facility {
@@ -118,7 +130,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
                 .as_deref()
                 .map(|url| replace_database(url, BENCH_DATABASE));
             let cases = queue::Cases::new(args.cases)?;
-            queue::run(&db, seconds, &workers, listen.as_deref(), &cases).await?;
+            let layout = match args.processes {
+                true => queue::Layout::Processes {
+                    url: replace_database(&admin_url, BENCH_DATABASE),
+                },
+                false => queue::Layout::InProcess,
+            };
+            queue::run(&db, seconds, &workers, listen.as_deref(), &cases, &layout).await?;
         }
         Facility::Cache => {
             let workers = args.workers.unwrap_or_else(|| vec![1, 8]);

@@ -95,12 +95,21 @@ impl Cases {
     }
 }
 
+/// Where claim_complete runs pgstack's workers.
+pub enum Layout {
+    /// All in this process, each with its own pool.
+    InProcess,
+    /// One process each (this binary with `--worker-child`), on the bench database at `url`.
+    Processes { url: String },
+}
+
 pub async fn run(
     db: &DatabaseConnection,
     seconds: Duration,
     workers: &[usize],
     listen_url: Option<&str>,
     cases: &Cases,
+    layout: &Layout,
 ) -> Result<(), BoxError> {
     db.execute_unprepared(SEED_SCHEMA).await?;
     db.execute_unprepared(RAW_SCHEMA).await?;
@@ -176,9 +185,13 @@ pub async fn run(
 
     for &w in workers.iter().filter(|_| cases.has("claim_complete")) {
         reset(db).await?;
-        claim_complete_pgstack(db, w, seconds, listen_url)
-            .await?
-            .print();
+        match layout {
+            Layout::InProcess => claim_complete_pgstack(db, w, seconds, listen_url).await?,
+            Layout::Processes { url } => {
+                claim_complete_processes(db, url, w, seconds, listen_url).await?
+            }
+        }
+        .print();
         reset(db).await?;
         claim_complete_raw(db, w, seconds).await?.print();
         reset(db).await?;
@@ -281,6 +294,96 @@ async fn claim_complete_pgstack(
         .with("prefetch_max_per_worker", 1024)
         .with("mean_claim", claimed / claims.max(1))
         .with("errors", errors))
+}
+
+/// claim_complete with each worker in a process of its own: counted from the table, as a
+/// peer queue in separate processes is.
+async fn claim_complete_processes(
+    db: &DatabaseConnection,
+    url: &str,
+    workers: usize,
+    seconds: Duration,
+    listen_url: Option<&str>,
+) -> Result<Record, BoxError> {
+    let backlog = BACKLOG_PER_SECOND * seconds.as_secs() + 50_000;
+    preload_pgstack(db, backlog).await?;
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for _ in 0..workers {
+        let mut command = std::process::Command::new(&exe);
+        command.args(["queue", "--worker-child", "--database-url", url]);
+        if let Some(listen) = listen_url {
+            command.args(["--listen-url", listen]);
+        }
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null());
+        children.push(command.spawn()?);
+    }
+    let measured = async {
+        let left = || async {
+            let row = db
+                .query_one_raw(stmt("SELECT count(*) FROM bench_jobs", vec![]))
+                .await?;
+            let n = row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?;
+            Ok::<u64, BoxError>(n.unwrap_or(0) as u64)
+        };
+        let started = Instant::now();
+        while left().await? == backlog {
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err("the worker processes completed no job in 30 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (a, t0) = (left().await?, Instant::now());
+        tokio::time::sleep(seconds).await;
+        let (b, t1) = (left().await?, Instant::now());
+        if b == 0 {
+            eprintln!("pgstack-bench: the backlog ran out; the rate is a lower bound");
+        }
+        Ok::<_, BoxError>((a - b.min(a), t1 - t0))
+    }
+    .await;
+    // Closing their stdin shuts them down; one that does not stop within 10 s is killed.
+    for child in &mut children {
+        drop(child.stdin.take());
+    }
+    for mut child in children {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait()?.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if child.try_wait()?.is_none() {
+            eprintln!("pgstack-bench: a worker process did not stop in 10 s; killing it");
+            child.kill()?;
+            child.wait()?;
+        }
+    }
+    let (jobs, elapsed) = measured?;
+    Ok(Record::new("queue", "claim_complete", "pgstack", workers)
+        .rate(jobs, elapsed)
+        .with("jobs", jobs)
+        .with("processes", workers as u64)
+        .with("concurrency_per_worker", 16)
+        .with("prefetch_max_per_worker", 1024))
+}
+
+/// `pgstack-bench queue --worker-child`: one bench worker on `url` until stdin closes (the
+/// parent measuring claim_complete `--processes` closes it, or dies).
+pub async fn worker_child(url: &str, listen_url: Option<&str>) -> Result<(), BoxError> {
+    let db = crate::connect(url, 8).await?;
+    let worker = bench_worker(&db, listen_url)
+        .handle_raw("bench", |_job| async { Ok(()) })
+        .start()
+        .await?;
+    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+        .await??;
+    let stats = worker.shutdown(Duration::from_secs(5)).await;
+    if let Some(error) = stats.last_error {
+        eprintln!("pgstack-bench: a worker process's last error: {error}");
+    }
+    Ok(())
 }
 
 /// The same payloads as pgstack's jobs, made in the database.

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Utc};
 use sea_orm::sea_query::ArrayType;
-use sea_orm::{ConnectionTrait, QueryResult, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, TransactionTrait, Value};
 use serde::Serialize;
 
 pub use self::admin::{Cancelled, JobFilter, JobInfo, JobPage, JobState, Paused};
@@ -415,6 +415,37 @@ impl Queue {
     pub async fn claim<C: Route>(&self, db: &C, limit: usize) -> Result<Vec<ClaimedJob>> {
         self.claim_with_lease(db, limit, self.def.visibility_timeout())
             .await
+    }
+
+    /// As [`Queue::claim`], in a transaction that first takes one of `turns` turns at claiming
+    /// this queue, shared by every process (transaction-scoped advisory locks keyed by the
+    /// queue's table; see `QueueClaimTurn` in `pgstack/sql/queue.sql`). The worker runtime
+    /// claims this way: claims running at once step over each other's locked rows.
+    pub(crate) async fn claim_in_turn(
+        &self,
+        db: &DatabaseConnection,
+        limit: usize,
+        turns: usize,
+    ) -> Result<Vec<ClaimedJob>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let f = self.name();
+        let key = format!("pgstack claims {}.{}", self.def.schema, self.def.table);
+        let txn = db.begin().await.in_facility(f)?;
+        self.handle
+            .traced(
+                "claim_turn",
+                txn.execute_raw(stmt(
+                    &self.sql()?.claim_turn,
+                    vec![key.into(), (turns as i32).into()],
+                )),
+            )
+            .await
+            .in_facility(f)?;
+        let jobs = self.claim(&txn, limit).await?;
+        txn.commit().await.in_facility(f)?;
+        Ok(jobs)
     }
 
     /// As [`Queue::claim`] with another lease length.

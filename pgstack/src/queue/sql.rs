@@ -16,6 +16,7 @@ pub(super) struct QueueSql {
     pub(super) enqueue_debounce: Option<String>,
     pub(super) enqueue_throttle: Option<String>,
     pub(super) claim: String,
+    pub(super) claim_turn: String,
     pub(super) complete: String,
     pub(super) retry: String,
     pub(super) kill: String,
@@ -149,6 +150,7 @@ impl QueueSql {
                 "QueueEnqueueMany"
             }),
             claim: get("QueueClaim"),
+            claim_turn: get("QueueClaimTurn"),
             complete: get(if def.archive.is_some() {
                 "QueueCompleteArchive"
             } else {
