@@ -642,6 +642,42 @@ async fn a_worker_claims_only_in_its_turn() {
     assert_eq!(seen.lock().unwrap().as_slice(), [(7, 1)], "{stats:?}");
 }
 
+/// A turn held by a stuck transaction does not hold the worker forever: its claim waits
+/// about a second for a turn, then claims without one.
+#[tokio::test]
+async fn a_worker_claims_without_a_turn_when_the_turns_stay_taken() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let t = TestDb::migrated().await;
+    Work::n(3).enqueue(&t.conn).await.unwrap();
+    let def = jobs::QUEUE.def();
+    let key = format!("pgstack claims {}.{}", def.schema, def.table);
+    let stuck = t.conn.begin().await.unwrap();
+    stuck
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtext($1), turn) FROM generate_series(0, 3) AS turn",
+            [key.into()],
+        ))
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let worker = recording_worker(&t, seen.clone())
+        .poll_interval(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
+    wait_until(
+        "the job, while every turn stays taken",
+        Duration::from_secs(10),
+        || seen.lock().unwrap().len() == 1,
+    )
+    .await;
+    let stats = worker.shutdown(Duration::from_secs(5)).await;
+    stuck.rollback().await.unwrap();
+    assert_eq!(seen.lock().unwrap().as_slice(), [(3, 1)], "{stats:?}");
+    assert_eq!(stats.errors, 0, "{stats:?}");
+}
+
 #[tokio::test]
 async fn a_cancelled_job_waiting_in_the_buffer_never_starts() {
     let t = TestDb::migrated().await;

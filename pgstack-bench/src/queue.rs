@@ -250,8 +250,7 @@ async fn claim_complete_pgstack(
     seconds: Duration,
     listen_url: Option<&str>,
 ) -> Result<Record, BoxError> {
-    let backlog = BACKLOG_PER_SECOND * seconds.as_secs() + 50_000;
-    preload_pgstack(db, backlog).await?;
+    let backlog = preload_backlog(db, seconds).await?;
     let mut handles = Vec::new();
     for _ in 0..workers {
         handles.push(
@@ -287,13 +286,25 @@ async fn claim_complete_pgstack(
             eprintln!("pgstack-bench: a worker's last error: {error}");
         }
     }
-    Ok(Record::new("queue", "claim_complete", "pgstack", workers)
-        .rate(c1 - c0, elapsed)
-        .with("jobs", c1 - c0)
-        .with("concurrency_per_worker", 16)
-        .with("prefetch_max_per_worker", 1024)
+    Ok(claim_complete_record(workers, c1 - c0, elapsed)
         .with("mean_claim", claimed / claims.max(1))
         .with("errors", errors))
+}
+
+/// Preloads claim_complete's backlog for a window of `seconds`; returns its size.
+async fn preload_backlog(db: &DatabaseConnection, seconds: Duration) -> Result<u64, BoxError> {
+    let backlog = BACKLOG_PER_SECOND * seconds.as_secs() + 50_000;
+    preload_pgstack(db, backlog).await?;
+    Ok(backlog)
+}
+
+/// pgstack's claim_complete line: `jobs` done in `elapsed` by `workers` default workers.
+fn claim_complete_record(workers: usize, jobs: u64, elapsed: Duration) -> Record {
+    Record::new("queue", "claim_complete", "pgstack", workers)
+        .rate(jobs, elapsed)
+        .with("jobs", jobs)
+        .with("concurrency_per_worker", 16)
+        .with("prefetch_max_per_worker", 1024)
 }
 
 /// claim_complete with each worker in a process of its own: counted from the table, as a
@@ -305,8 +316,7 @@ async fn claim_complete_processes(
     seconds: Duration,
     listen_url: Option<&str>,
 ) -> Result<Record, BoxError> {
-    let backlog = BACKLOG_PER_SECOND * seconds.as_secs() + 50_000;
-    preload_pgstack(db, backlog).await?;
+    let backlog = preload_backlog(db, seconds).await?;
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for _ in 0..workers {
@@ -361,12 +371,7 @@ async fn claim_complete_processes(
         }
     }
     let (jobs, elapsed) = measured?;
-    Ok(Record::new("queue", "claim_complete", "pgstack", workers)
-        .rate(jobs, elapsed)
-        .with("jobs", jobs)
-        .with("processes", workers as u64)
-        .with("concurrency_per_worker", 16)
-        .with("prefetch_max_per_worker", 1024))
+    Ok(claim_complete_record(workers, jobs, elapsed).with("processes", workers as u64))
 }
 
 /// `pgstack-bench queue --worker-child`: one bench worker on `url` until stdin closes (the

@@ -127,6 +127,11 @@ impl<T> DbContext<T> for std::result::Result<T, DbErr> {
     }
 }
 
+/// `lock_not_available`: the statement waited `lock_timeout` for a lock.
+pub(crate) fn is_lock_timeout(error: &DbErr) -> bool {
+    pg_error(error).is_some_and(|e| e.code() == "55P03")
+}
+
 /// PostgreSQL's own error behind a SeaORM error, when there is one.
 pub(crate) fn pg_error(error: &DbErr) -> Option<&sea_orm::sqlx::postgres::PgDatabaseError> {
     use sea_orm::sqlx;

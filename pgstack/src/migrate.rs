@@ -138,7 +138,7 @@ fn is_lock_timeout(error: &Error) -> bool {
         Error::Database { cause, .. } => cause,
         _ => return false,
     };
-    pg_error(cause).is_some_and(|e| e.code() == "55P03")
+    crate::error::is_lock_timeout(cause)
 }
 
 fn lock_timeout_sql(options: &MigrateOptions) -> String {

@@ -66,6 +66,10 @@ use crate::sql::stmt;
 use crate::value::ValueKind;
 use crate::{json, limits};
 
+/// How long a worker's claim waits for a turn at claiming before it claims without one
+/// ([`Queue::claim_in_turn`]).
+pub(crate) const CLAIM_TURN_WAIT: Duration = Duration::from_secs(1);
+
 /// The largest batch any one statement takes ([`limits::MAX_BATCH`]).
 pub const MAX_BATCH: usize = limits::MAX_BATCH;
 
@@ -420,7 +424,9 @@ impl Queue {
     /// As [`Queue::claim`], in a transaction that first takes one of `turns` turns at claiming
     /// this queue, shared by every process (transaction-scoped advisory locks keyed by the
     /// queue's table; see `QueueClaimTurn` in `pgstack/sql/queue.sql`). The worker runtime
-    /// claims this way: claims running at once step over each other's locked rows.
+    /// claims this way: claims running at once step over each other's locked rows. A claim
+    /// that waits longer than [`CLAIM_TURN_WAIT`] for a turn (one held by a stuck
+    /// transaction) claims without one.
     pub(crate) async fn claim_in_turn(
         &self,
         db: &DatabaseConnection,
@@ -431,18 +437,47 @@ impl Queue {
             return Ok(Vec::new());
         }
         let f = self.name();
+        let sql = self.sql()?;
         let key = format!("pgstack claims {}.{}", self.def.schema, self.def.table);
+        let args = || vec![key.clone().into(), (turns as i32).into()];
         let txn = db.begin().await.in_facility(f)?;
-        self.handle
+        let took = self
+            .handle
             .traced(
                 "claim_turn",
-                txn.execute_raw(stmt(
-                    &self.sql()?.claim_turn,
-                    vec![key.into(), (turns as i32).into()],
-                )),
+                txn.query_one_raw(stmt(&sql.claim_turn, args())),
             )
             .await
-            .in_facility(f)?;
+            .in_facility(f)?
+            .map(|row| row.try_get_by_index::<bool>(0))
+            .transpose()
+            .in_facility(f)?
+            .unwrap_or(false);
+        if !took {
+            let mut wait = args();
+            wait.push(format!("{}ms", CLAIM_TURN_WAIT.as_millis()).into());
+            let waited = self
+                .handle
+                .traced(
+                    "claim_turn_wait",
+                    txn.execute_raw(stmt(&sql.claim_turn_wait, wait)),
+                )
+                .await;
+            match waited {
+                Ok(_) => {}
+                Err(e) if crate::error::is_lock_timeout(&e) => {
+                    tracing::warn!(
+                        queue = f,
+                        "pgstack queue: waited {CLAIM_TURN_WAIT:?} for a turn to claim (a \
+                         transaction holding one may be stuck: see pg_locks, locktype \
+                         advisory); claiming without one"
+                    );
+                    txn.rollback().await.in_facility(f)?;
+                    return self.claim(db, limit).await;
+                }
+                Err(e) => return Err(e).in_facility(f),
+            }
+        }
         let jobs = self.claim(&txn, limit).await?;
         txn.commit().await.in_facility(f)?;
         Ok(jobs)

@@ -17,6 +17,7 @@ pub(super) struct QueueSql {
     pub(super) enqueue_throttle: Option<String>,
     pub(super) claim: String,
     pub(super) claim_turn: String,
+    pub(super) claim_turn_wait: String,
     pub(super) complete: String,
     pub(super) retry: String,
     pub(super) kill: String,
@@ -151,6 +152,7 @@ impl QueueSql {
             }),
             claim: get("QueueClaim"),
             claim_turn: get("QueueClaimTurn"),
+            claim_turn_wait: get("QueueClaimTurnWait"),
             complete: get(if def.archive.is_some() {
                 "QueueCompleteArchive"
             } else {

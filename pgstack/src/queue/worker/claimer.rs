@@ -247,7 +247,9 @@ async fn refill(
                     let first = waiting_since.is_none();
                     waiting_since = Some(Instant::now());
                     if first {
-                        let more = claim(&shared, asked - jobs.len()).await?;
+                        // Straight, not in turn: the jobs claimed above are not yet in the
+                        // heartbeat's care, and a wait for a turn could outlast their lease.
+                        let more = shared.queue.claim(&shared.db, asked - jobs.len()).await?;
                         jobs.extend(more);
                     }
                 }
